@@ -1,0 +1,14 @@
+"""Pure-PyTorch CLIP: towers, the CLIP model, checkpoint loading and a strict tokenizer."""
+from .checkpoint import (CheckpointError, build_model, infer_clip_config, load,
+                         read_state_dict)
+from .model import CLIP, contrastive_loss
+from .resnet import AttentionPool2d, ModifiedResNet
+from .text import TextTransformer
+from .tokenizer import tokenize
+from .vit import VisionTransformer
+
+__all__ = [
+    'CLIP', 'AttentionPool2d', 'CheckpointError', 'ModifiedResNet', 'TextTransformer',
+    'VisionTransformer', 'build_model', 'contrastive_loss', 'infer_clip_config', 'load',
+    'read_state_dict', 'tokenize'
+]

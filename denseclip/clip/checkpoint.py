@@ -1,0 +1,221 @@
+"""Reading, converting and loading CLIP weights: the one place that handles checkpoints.
+
+Pure functions over state dicts. Supported inputs: OpenAI's TorchScript archives (``RN50.pt``,
+``ViT-B-16.pt``; read with ``torch.jit.load``), plain state dicts and mmengine checkpoints
+(``{'state_dict': ...}``), read with ``torch.load(weights_only=True)`` so that a file cannot run
+code when loaded. Nothing here touches the network.
+"""
+import fnmatch
+import os
+import pickle
+import zipfile
+from collections.abc import Iterable, Mapping
+
+import torch
+from mmengine.logging import MMLogger
+from torch import nn
+
+from .layers import resize_grid_embedding
+from .model import CLIP
+
+#: int64 scalars that OpenAI's archives store next to the weights.
+ARCHIVE_METADATA = ('input_resolution', 'context_length', 'vocab_size')
+
+#: Where users are told to get the weights from when a file is missing.
+WEIGHTS_HINT = ('Download the OpenAI CLIP archives (RN50.pt, RN101.pt, ViT-B-16.pt) as described '
+                'in pretrained/README.md and place them in pretrained/.')
+
+StateDict = dict[str, torch.Tensor]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or does not fit the model."""
+
+
+def _is_torchscript(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith('constants.pkl') for name in archive.namelist())
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """Reads a CLIP archive, a state dict or an mmengine checkpoint as an fp32 state dict.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message says where to get CLIP weights).
+        CheckpointError: the file is truncated, not a checkpoint, or would run code on loading.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file {path!r} does not exist. {WEIGHTS_HINT}')
+    try:
+        if _is_torchscript(path):
+            state_dict = torch.jit.load(path, map_location='cpu').state_dict()
+        else:
+            state_dict = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f'refusing to load {path!r}: it is not a plain tensor checkpoint and loading it would '
+            f'need arbitrary code to run (weights_only=True refused it: {err}). Convert it to a '
+            'state dict of tensors first.') from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f'cannot read checkpoint {path!r}: the file is truncated, corrupt '
+                              f'or not a PyTorch checkpoint ({err})') from err
+    if isinstance(state_dict, Mapping) and 'state_dict' in state_dict:
+        state_dict = state_dict['state_dict']
+    if not isinstance(state_dict, Mapping) or not all(
+            isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise CheckpointError(f'{path!r} does not hold a state dict (a mapping of names to '
+                              'tensors)')
+    return {key: value.float() if value.is_floating_point() else value
+            for key, value in state_dict.items()}
+
+
+def select_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> StateDict:
+    """The entries under ``prefix`` (e.g. ``'visual.'``) with the prefix stripped."""
+    return {key[len(prefix):]: value for key, value in state_dict.items()
+            if key.startswith(prefix)}
+
+
+def visual_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """The image tower of a CLIP state dict (``visual.*``)."""
+    return select_prefix(state_dict, 'visual.')
+
+
+def text_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """The text tower of a CLIP state dict: all but ``visual.*``, ``logit_scale`` and metadata."""
+    skip = ('logit_scale',) + ARCHIVE_METADATA
+    return {key: value for key, value in state_dict.items()
+            if not key.startswith('visual.') and key not in skip}
+
+
+def resize_positional_embedding(embedding: torch.Tensor,
+                                target_shape: tuple[int, ...]) -> torch.Tensor:
+    """Fits a positional embedding to ``target_shape``.
+
+    Text embeddings ``[L, C]`` are truncated to the first positions; image embeddings
+    ``[1 + S*S, C]`` keep the class/global position and resize the grid bilinearly.
+    """
+    if tuple(embedding.shape) == tuple(target_shape):
+        return embedding
+    if embedding.ndim != 2 or embedding.shape[1] != target_shape[1]:
+        raise CheckpointError(f'positional embedding {tuple(embedding.shape)} cannot be '
+                              f'resized to {tuple(target_shape)}: the widths differ')
+    side = int(round((target_shape[0] - 1) ** 0.5))
+    if side * side + 1 != target_shape[0]:
+        raise CheckpointError(f'target positional embedding {tuple(target_shape)} is not '
+                              '1 + a square grid')
+    return resize_grid_embedding(embedding, 1, (side, side))
+
+
+def _matches(key: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
+
+
+def load_into(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+              allowed_missing: Iterable[str] = (), allowed_unexpected: Iterable[str] = (),
+              text_positions: tuple[str, ...] = (),
+              grid_positions: tuple[str, ...] = ()) -> None:
+    """Loads ``state_dict`` into ``module`` and asserts exactly which keys may differ.
+
+    Args:
+        module: The receiving module.
+        state_dict: Weights, already stripped of any prefix.
+        source: The file name (or a description), used in messages.
+        allowed_missing: Glob patterns of module keys that the checkpoint may lack (new layers).
+        allowed_unexpected: Glob patterns of checkpoint keys the module may ignore.
+        text_positions: Keys of text positional embeddings to truncate to the module's length.
+        grid_positions: Keys of image positional embeddings to resize to the module's grid.
+
+    Raises:
+        CheckpointError: a parameter has the wrong shape, or keys are missing/unexpected beyond
+            the allowed patterns (the checkpoint is of another architecture).
+    """
+    own = module.state_dict()
+    state_dict = dict(state_dict)
+    for key in text_positions + grid_positions:
+        if key in state_dict and key in own:
+            state_dict[key] = resize_positional_embedding(state_dict[key], own[key].shape)
+    mismatched = [f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}'
+                  for key, value in state_dict.items()
+                  if key in own and value.shape != own[key].shape]
+    missing = [key for key in own if key not in state_dict and not _matches(key, allowed_missing)]
+    unexpected = [key for key in state_dict
+                  if key not in own and not _matches(key, allowed_unexpected)]
+    if mismatched or missing or unexpected:
+        details = '; '.join(filter(None, [
+            'shape mismatch: ' + ', '.join(mismatched[:5]) if mismatched else '',
+            'missing: ' + ', '.join(missing[:5]) if missing else '',
+            'unexpected: ' + ', '.join(unexpected[:5]) if unexpected else '']))
+        raise CheckpointError(
+            f'{source} does not fit {type(module).__name__} (wrong architecture or settings?): '
+            f'{len(mismatched)} shape mismatches, {len(missing)} missing and {len(unexpected)} '
+            f'unexpected keys; {details}')
+    result = module.load_state_dict(
+        {key: value for key, value in state_dict.items() if key in own}, strict=False)
+    logger = MMLogger.get_current_instance()
+    logger.info(f'loaded {len(own) - len(result.missing_keys)} tensors from {source} into '
+                f'{type(module).__name__}')
+    if result.missing_keys:
+        logger.info(f'newly initialised (not in {source}): {", ".join(result.missing_keys)}')
+    ignored = [key for key in state_dict if key not in own]
+    if ignored:
+        logger.info(f'ignored from {source}: {len(ignored)} keys')
+
+
+def infer_clip_config(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Recovers :class:`~denseclip.clip.CLIP`'s constructor arguments from its weights.
+
+    Covers OpenAI's ResNets (RN50, RN101, RN50x4, ...) and ViTs (B/32, B/16, L/14, ...).
+    """
+    required = ('text_projection', 'positional_embedding', 'token_embedding.weight',
+                'ln_final.weight')
+    absent = [key for key in required if key not in state_dict]
+    if absent or not any(key.startswith('visual.') for key in state_dict):
+        raise CheckpointError('not a CLIP state dict: it lacks ' +
+                              ', '.join(absent or ['visual.*']))
+    if 'visual.proj' in state_dict:  # ViT
+        vision_width = state_dict['visual.conv1.weight'].shape[0]
+        vision_layers = len({key.split('.')[3] for key in state_dict
+                             if key.startswith('visual.transformer.resblocks.')
+                             and key.endswith('.attn.in_proj_weight')})
+        patch_size = state_dict['visual.conv1.weight'].shape[-1]
+        grid = round((state_dict['visual.positional_embedding'].shape[0] - 1) ** 0.5)
+        image_resolution = patch_size * grid
+    else:  # ModifiedResNet
+        vision_layers = tuple(
+            len({key.split('.')[2] for key in state_dict
+                 if key.startswith(f'visual.layer{stage}.')}) for stage in (1, 2, 3, 4))
+        vision_width = state_dict['visual.layer1.0.conv1.weight'].shape[0]
+        patch_size = None
+        grid = round((state_dict['visual.attnpool.positional_embedding'].shape[0] - 1) ** 0.5)
+        image_resolution = 32 * grid
+    width = state_dict['ln_final.weight'].shape[0]
+    return dict(
+        embed_dim=state_dict['text_projection'].shape[1],
+        image_resolution=image_resolution,
+        vision_layers=vision_layers,
+        vision_width=vision_width,
+        vision_patch_size=patch_size,
+        context_length=state_dict['positional_embedding'].shape[0],
+        vocab_size=state_dict['token_embedding.weight'].shape[0],
+        transformer_width=width,
+        transformer_heads=width // 64,
+        transformer_layers=len({key.split('.')[2] for key in state_dict
+                                if key.startswith('transformer.resblocks.')}),
+    )
+
+
+def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
+    """Builds a :class:`CLIP` of the right architecture and loads ``state_dict`` exactly."""
+    model = CLIP(**infer_clip_config(state_dict))
+    load_into(model, {key: value.float() if value.is_floating_point() else value
+                      for key, value in state_dict.items()},
+              source='CLIP state dict', allowed_unexpected=ARCHIVE_METADATA)
+    return model.eval()
+
+
+def load(path: str | os.PathLike, device: str | torch.device = 'cpu') -> CLIP:
+    """Loads an OpenAI CLIP archive or a CLIP state dict as an fp32 model in eval mode."""
+    return build_model(read_state_dict(path)).to(device)

@@ -1,0 +1,135 @@
+"""CLIP's modified ResNet image tower."""
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import resize_grid_embedding
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck, anti-aliased: strided blocks average-pool before the third conv.
+
+    The downsample branch pools too, so its convolution and norm stay at keys
+    ``downsample.0`` / ``downsample.1`` as in OpenAI's checkpoints.
+    """
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = nn.Identity()
+        if stride > 1 or inplanes != out_planes:
+            self.downsample = nn.Sequential(OrderedDict([
+                ('-1', nn.AvgPool2d(stride)),
+                ('0', nn.Conv2d(inplanes, out_planes, 1, bias=False)),
+                ('1', nn.BatchNorm2d(out_planes)),
+            ]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(self.avgpool(out)))
+        return self.relu(out + self.downsample(x))
+
+
+class AttentionPool2d(nn.Module):
+    """CLIP's attention pooling, returning the pooled token *and* every spatial token.
+
+    Tokens are ``[mean; x_1 .. x_HW]`` plus a positional embedding whose spatial part is resized
+    bilinearly to the feature map at run time. All tokens are queries (OpenAI's CLIP only keeps
+    the first), so the same layer gives CLIP's image embedding and DenseCLIP's dense map.
+    """
+
+    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f'attention pool width {embed_dim} is not divisible by '
+                             f'num_heads {num_heads}')
+        self.spacial_dim = spacial_dim
+        self.num_heads = num_heads
+        self.positional_embedding = nn.Parameter(
+            torch.randn(spacial_dim ** 2 + 1, embed_dim) / embed_dim ** 0.5)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.c_proj = nn.Linear(embed_dim, output_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pools ``x`` ``[B, C, H, W]`` into ``(global [B, D], dense [B, D, H, W])``."""
+        batch, channels, height, width = x.shape
+        x = x.flatten(2).transpose(1, 2)  # NCHW -> N(HW)C
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # [B, 1+HW, C]
+        x = x + resize_grid_embedding(self.positional_embedding, 1, (height, width)).to(x.dtype)
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, L, C] -> [B, h, L, C/h]
+            return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(
+            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
+        out = self.c_proj(out.transpose(1, 2).flatten(2))  # [B, 1+HW, D]
+        dense = out[:, 1:].transpose(1, 2).reshape(batch, -1, height, width)
+        return out[:, 0], dense
+
+
+class ModifiedResNet(nn.Module):
+    """CLIP's ResNet: three-conv stem, anti-aliased strided blocks and attention pooling."""
+
+    def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int,
+                 input_resolution: int = 224, width: int = 64):
+        super().__init__()
+        if input_resolution % 32:
+            raise ValueError(f'input_resolution must be a multiple of 32, got {input_resolution}')
+        self.input_resolution = input_resolution
+        self.output_dim = output_dim
+        self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width // 2)
+        self.conv2 = nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width // 2)
+        self.conv3 = nn.Conv2d(width // 2, width, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.avgpool = nn.AvgPool2d(2)
+        self.relu = nn.ReLU(inplace=True)
+
+        self._inplanes = width
+        self.layer1 = self._make_layer(width, layers[0])
+        self.layer2 = self._make_layer(width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
+        self.out_channels = tuple(width * 4 * 2 ** i for i in range(4))  # C2..C5
+        self.attnpool = AttentionPool2d(input_resolution // 32, width * 32, heads, output_dim)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        layers = [Bottleneck(self._inplanes, planes, stride)]
+        self._inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self._inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        x = self.relu(self.bn3(self.conv3(x)))
+        return self.avgpool(x)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Returns C2..C5 (strides 4, 8, 16, 32)."""
+        x = self.stem(x.to(self.conv1.weight.dtype))
+        features = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            features.append(x)
+        return features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """CLIP's image embedding ``[B, output_dim]``."""
+        return self.attnpool(self.forward_stages(x)[-1])[0]

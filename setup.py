@@ -1,0 +1,21 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+def read_requirements() -> list[str]:
+    lines = Path(__file__).with_name('requirements.txt').read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith('#')]
+
+
+setup(
+    name='denseclip',
+    version='0.1.0',
+    description='DenseCLIP (CVPR 2022) as a plug-in of mmsegmentation 1.x',
+    long_description=Path(__file__).with_name('README.md').read_text(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['denseclip', 'denseclip.*']),
+    python_requires='>=3.9',
+    install_requires=read_requirements(),
+    extras_require={'tests': ['pytest']},
+)
