@@ -2,13 +2,13 @@
 from .checkpoint import (CheckpointError, build_model, infer_clip_config, load,
                          read_state_dict)
 from .model import CLIP, contrastive_loss
-from .resnet import AttentionPool2d, ModifiedResNet
+from .resnet import AttentionPool2d, ModifiedResNet, ResNetTrunk
 from .text import TextTransformer
 from .tokenizer import tokenize
 from .vit import VisionTransformer
 
 __all__ = [
-    'CLIP', 'AttentionPool2d', 'CheckpointError', 'ModifiedResNet', 'TextTransformer',
+    'CLIP', 'AttentionPool2d', 'CheckpointError', 'ModifiedResNet', 'ResNetTrunk', 'TextTransformer',
     'VisionTransformer', 'build_model', 'contrastive_loss', 'infer_clip_config', 'load',
     'read_state_dict', 'tokenize'
 ]

@@ -219,3 +219,26 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
 def load(path: str | os.PathLike, device: str | torch.device = 'cpu') -> CLIP:
     """Loads an OpenAI CLIP archive or a CLIP state dict as an fp32 model in eval mode."""
     return build_model(read_state_dict(path)).to(device)
+
+
+def load_tower(module: nn.Module, path: str | os.PathLike, part: str,
+               allowed_missing: Iterable[str] = (), allowed_unexpected: Iterable[str] = ()) -> None:
+    """Loads the ``'visual'`` or ``'text'`` part of a CLIP checkpoint into a tower.
+
+    Positional embeddings are fitted to the tower: image grids are resized bilinearly to its
+    ``input_resolution``, text positions truncated to its ``context_length``.
+    """
+    if part not in ('visual', 'text'):
+        raise ValueError(f"part must be 'visual' or 'text', got {part!r}")
+    full = read_state_dict(path)
+    if part == 'visual':
+        state_dict = visual_state_dict(full)
+        positions = dict(grid_positions=('positional_embedding', 'attnpool.positional_embedding'))
+    else:
+        state_dict = text_state_dict(full)
+        positions = dict(text_positions=('positional_embedding',))
+    if not state_dict:
+        raise CheckpointError(f'{os.fspath(path)!r} holds no {part} tower of a CLIP model '
+                              f'(no {part} keys found)')
+    load_into(module, state_dict, source=os.fspath(path), allowed_missing=allowed_missing,
+              allowed_unexpected=allowed_unexpected, **positions)

@@ -82,16 +82,13 @@ class AttentionPool2d(nn.Module):
         return out[:, 0], dense
 
 
-class ModifiedResNet(nn.Module):
-    """CLIP's ResNet: three-conv stem, anti-aliased strided blocks and attention pooling."""
+class ResNetTrunk(nn.Module):
+    """CLIP's ResNet without its head: three-conv stem and four anti-aliased stages."""
 
-    def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int,
-                 input_resolution: int = 224, width: int = 64):
+    def __init__(self, layers: tuple[int, int, int, int], width: int = 64):
         super().__init__()
-        if input_resolution % 32:
-            raise ValueError(f'input_resolution must be a multiple of 32, got {input_resolution}')
-        self.input_resolution = input_resolution
-        self.output_dim = output_dim
+        if len(layers) != 4:
+            raise ValueError(f'layers must give the blocks of 4 stages, got {layers}')
         self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width // 2)
         self.conv2 = nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False)
@@ -107,7 +104,6 @@ class ModifiedResNet(nn.Module):
         self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
         self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
         self.out_channels = tuple(width * 4 * 2 ** i for i in range(4))  # C2..C5
-        self.attnpool = AttentionPool2d(input_resolution // 32, width * 32, heads, output_dim)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         layers = [Bottleneck(self._inplanes, planes, stride)]
@@ -129,6 +125,19 @@ class ModifiedResNet(nn.Module):
             x = stage(x)
             features.append(x)
         return features
+
+
+class ModifiedResNet(ResNetTrunk):
+    """CLIP's image tower: the ResNet trunk followed by attention pooling (``attnpool``)."""
+
+    def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int,
+                 input_resolution: int = 224, width: int = 64):
+        super().__init__(layers, width)
+        if input_resolution % 32:
+            raise ValueError(f'input_resolution must be a multiple of 32, got {input_resolution}')
+        self.input_resolution = input_resolution
+        self.output_dim = output_dim
+        self.attnpool = AttentionPool2d(input_resolution // 32, width * 32, heads, output_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """CLIP's image embedding ``[B, output_dim]``."""

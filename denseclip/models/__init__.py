@@ -1,0 +1,14 @@
+"""DenseCLIP's mmseg plug-ins, registered into ``mmseg.registry.MODELS`` on import."""
+from .backbones import (BackboneWithAttentionPool, CLIPResNet, CLIPResNetWithAttention,
+                        CLIPVisionTransformer)
+from .context_decoder import ContextDecoder
+from .identity_head import IdentityHead
+from .prompter import PreModelPrompter
+from .segmentor import DenseCLIP
+from .text_encoder import CLIPPlainTextEncoder, CLIPTextContextEncoder
+
+__all__ = [
+    'BackboneWithAttentionPool', 'CLIPPlainTextEncoder', 'CLIPResNet', 'CLIPResNetWithAttention',
+    'CLIPTextContextEncoder', 'CLIPVisionTransformer', 'ContextDecoder', 'DenseCLIP',
+    'IdentityHead', 'PreModelPrompter'
+]

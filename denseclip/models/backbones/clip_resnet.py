@@ -1,0 +1,68 @@
+"""CLIP ResNet backbones for mmseg."""
+from typing import Optional
+
+import torch
+from mmseg.registry import MODELS
+
+from denseclip.clip.checkpoint import load_tower
+from denseclip.clip.resnet import ModifiedResNet, ResNetTrunk
+
+
+@MODELS.register_module()
+class CLIPResNet(ResNetTrunk):
+    """CLIP's ResNet trunk as a backbone: returns C2..C5, no attention pool (CLIP + FPN).
+
+    Args:
+        layers: Bottleneck blocks per stage, ``(3, 4, 6, 3)`` for RN50, ``(3, 4, 23, 3)`` RN101.
+        width: Stem width (64 for OpenAI's models).
+        pretrained: A CLIP archive or state dict whose ``visual.*`` part is loaded by
+            ``init_weights`` (its attention pool is ignored).
+    """
+
+    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), width: int = 64,
+                 pretrained: Optional[str] = None):
+        super().__init__(tuple(layers), width)
+        self.pretrained = pretrained
+
+    def init_weights(self) -> None:
+        if self.pretrained:
+            load_tower(self, self.pretrained, 'visual', allowed_unexpected=('attnpool.*',))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.forward_stages(x))
+
+
+@MODELS.register_module()
+class CLIPResNetWithAttention(ModifiedResNet):
+    """CLIP's full ResNet tower as a backbone: C2..C5 plus ``(global, dense)`` embeddings.
+
+    The attention pool runs over every position, so besides CLIP's global embedding ``[B, D]``
+    it gives a dense embedding map ``[B, D, H/32, W/32]`` in the text embedding space. Its
+    positional embedding is stored for ``input_resolution`` and resized to the actual feature
+    size at run time.
+
+    Args:
+        layers: Bottleneck blocks per stage.
+        output_dim: Embedding dimension (1024 for RN50, 512 for RN101).
+        input_resolution: Training resolution; the checkpoint's 7x7 positional grid is resized
+            to ``input_resolution / 32`` when loading.
+        width: Stem width.
+        heads: Attention-pool heads; CLIP uses ``width * 32 / 64``.
+        pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
+    """
+
+    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), output_dim: int = 1024,
+                 input_resolution: int = 224, width: int = 64, heads: Optional[int] = None,
+                 pretrained: Optional[str] = None):
+        super().__init__(tuple(layers), output_dim, heads or width * 32 // 64, input_resolution,
+                         width)
+        self.pretrained = pretrained
+
+    def init_weights(self) -> None:
+        if self.pretrained:
+            load_tower(self, self.pretrained, 'visual')
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        """Returns ``(C2, C3, C4, C5, (global [B, D], dense [B, D, h, w]))``."""
+        features = self.forward_stages(x)
+        return (*features, self.attnpool(features[-1]))

@@ -1,0 +1,107 @@
+"""CLIP Vision Transformer backbone for mmseg."""
+from typing import Optional, Sequence
+
+import torch
+from mmcv.cnn import build_norm_layer
+from mmseg.registry import MODELS
+from torch import nn
+
+from denseclip.clip.checkpoint import load_tower
+from denseclip.clip.vit import VisionTransformer
+
+
+def _pyramid(width: int, patch_size: int, norm_cfg: dict) -> list[nn.Module]:
+    """Four levels at strides 4, 8, 16, 32 from the ``1/patch_size`` token map.
+
+    Every level starts with ``GroupNorm(1, width)`` (a LayerNorm over channels and space).
+    """
+    def group_norm() -> nn.GroupNorm:
+        return nn.GroupNorm(1, width)
+
+    def up2() -> nn.ConvTranspose2d:
+        return nn.ConvTranspose2d(width, width, kernel_size=2, stride=2)
+
+    if patch_size == 16:
+        return [
+            nn.Sequential(group_norm(), up2(), build_norm_layer(norm_cfg, width)[1], nn.GELU(),
+                          up2()),                               # 1/16 -> 1/4
+            nn.Sequential(group_norm(), up2()),                 # 1/16 -> 1/8
+            group_norm(),                                       # 1/16
+            nn.Sequential(group_norm(), nn.MaxPool2d(2)),       # 1/16 -> 1/32
+        ]
+    if patch_size == 8:
+        return [
+            nn.Sequential(group_norm(), up2()),                 # 1/8 -> 1/4
+            group_norm(),                                       # 1/8
+            nn.Sequential(group_norm(), nn.MaxPool2d(2)),       # 1/8 -> 1/16
+            nn.Sequential(group_norm(), nn.MaxPool2d(4)),       # 1/8 -> 1/32
+        ]
+    raise ValueError(f'CLIPVisionTransformer builds its pyramid for patch_size 16 or 8, '
+                     f'got {patch_size}')
+
+
+@MODELS.register_module()
+class CLIPVisionTransformer(VisionTransformer):
+    """CLIP's ViT as a backbone: a 4-level feature pyramid plus optional dense embeddings.
+
+    Differs from CLIP's tower in three ways: features of the blocks in ``out_indices`` are
+    reshaped to maps and turned into strides 4/8/16/32 (``fpn1``..``fpn4``); with
+    ``get_embeddings`` every token goes through ``ln_post`` and ``proj``, giving
+    ``(global [B, D], dense [B, D, H/p, W/p])``; and, as in the released DenseCLIP models, the
+    class position of the positional embedding also gets ``class_embedding`` added.
+
+    Args:
+        input_resolution: Training resolution; the checkpoint's grid is resized to
+            ``input_resolution / patch_size`` when loading.
+        patch_size: 16 or 8.
+        width: Token width.
+        layers: Transformer blocks.
+        heads: Attention heads.
+        output_dim: Embedding dimension.
+        out_indices: Four block indices whose outputs feed the pyramid.
+        drop_path_rate: Stochastic depth, rising linearly to this rate over the blocks.
+        get_embeddings: Also return ``(global, dense)`` embeddings.
+        norm_cfg: Norm inside ``fpn1`` (patch 16): ``BN`` here, ``SyncBN`` in multi-GPU configs.
+        pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
+    """
+
+    def __init__(self, input_resolution: int = 224, patch_size: int = 16, width: int = 768,
+                 layers: int = 12, heads: int = 12, output_dim: int = 512,
+                 out_indices: Sequence[int] = (3, 5, 7, 11), drop_path_rate: float = 0.0,
+                 get_embeddings: bool = False, norm_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
+        super().__init__(input_resolution, patch_size, width, layers, heads, output_dim,
+                         drop_path_rate)
+        if len(out_indices) != 4 or not all(0 <= index < layers for index in out_indices):
+            raise ValueError(f'out_indices must name 4 of the {layers} blocks, got '
+                             f'{list(out_indices)}')
+        self.out_indices = tuple(out_indices)
+        self.get_embeddings = get_embeddings
+        self.pretrained = pretrained
+        levels = _pyramid(width, patch_size, norm_cfg or dict(type='BN', requires_grad=True))
+        self.fpn1, self.fpn2, self.fpn3, self.fpn4 = levels
+
+    def position_embedding(self, height: int, width: int) -> torch.Tensor:
+        embedding = super().position_embedding(height, width)
+        return torch.cat([embedding[:1] + self.class_embedding, embedding[1:]])
+
+    def init_weights(self) -> None:
+        if self.pretrained:
+            load_tower(self, self.pretrained, 'visual', allowed_missing=('fpn*',))
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        """Returns 4 maps at strides 4..32, then ``(global, dense)`` if ``get_embeddings``."""
+        tokens, (height, width) = self.embed(x)  # [1 + H*W, B, C]
+        maps = []
+        for index, block in enumerate(self.transformer.resblocks):
+            tokens = block(tokens)
+            if index in self.out_indices:
+                # [1 + H*W, B, C] -> [B, C, H, W], class token dropped
+                maps.append(tokens[1:].permute(1, 2, 0).reshape(x.shape[0], -1, height, width))
+        outputs = [level(feature) for level, feature in
+                   zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), maps)]
+        if self.get_embeddings:
+            embedded = self.project(tokens.transpose(0, 1))  # [B, 1 + H*W, D]
+            dense = embedded[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, height, width)
+            outputs.append((embedded[:, 0], dense))
+        return tuple(outputs)

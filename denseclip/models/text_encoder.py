@@ -1,0 +1,104 @@
+"""CLIP text encoders for DenseCLIP: plain, and with learnable context vectors."""
+from typing import Optional
+
+import torch
+from mmseg.registry import MODELS
+
+from denseclip.clip.checkpoint import load_tower
+from denseclip.clip.text import TextTransformer
+
+
+class _FreezableTextTower(TextTransformer):
+    """CLIP's text tower with ``pretrained`` loading and freezing."""
+
+    def __init__(self, context_length: int, vocab_size: int, transformer_width: int,
+                 transformer_heads: int, transformer_layers: int, embed_dim: int,
+                 pretrained: Optional[str], frozen: bool):
+        super().__init__(context_length, vocab_size, transformer_width, transformer_heads,
+                         transformer_layers, embed_dim)
+        self.pretrained = pretrained
+        if frozen:
+            self.freeze()
+
+    def freeze(self) -> None:
+        """Stops gradients *for* the weights; gradients still flow *through* to the inputs."""
+        self.requires_grad_(False)
+
+    def init_weights(self) -> None:
+        if self.pretrained:
+            load_tower(self, self.pretrained, 'text')
+
+    @property
+    def width(self) -> int:
+        return self.token_embedding.embedding_dim
+
+
+@MODELS.register_module()
+class CLIPPlainTextEncoder(_FreezableTextTower):
+    """CLIP's text encoder on fixed token ids (prompts such as "a photo of a [CLS].").
+
+    Registered under its own name: mmseg already has a ``CLIPTextEncoder`` (for SAN).
+    """
+
+    def __init__(self, context_length: int = 77, vocab_size: int = 49408,
+                 transformer_width: int = 512, transformer_heads: int = 8,
+                 transformer_layers: int = 12, embed_dim: int = 1024,
+                 pretrained: Optional[str] = None, frozen: bool = True):
+        super().__init__(context_length, vocab_size, transformer_width, transformer_heads,
+                         transformer_layers, embed_dim, pretrained, frozen)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        """Embeds token ids ``[K, L]`` into ``[K, embed_dim]``."""
+        return self.encode_text(text)
+
+
+@MODELS.register_module()
+class CLIPTextContextEncoder(_FreezableTextTower):
+    """CLIP's text encoder with learnable context vectors inserted after the start token.
+
+    Each class becomes ``[SOS][ctx_1 .. ctx_M][name tokens][EOS]``: the class-name token ids have
+    length ``context_length - M`` and the end-of-text position shifts by ``M``. The contexts are
+    owned by the caller (the segmentor or a pre-model prompter); they may be shared
+    ``[1, M, width]`` or per image ``[B, M, width]``.
+
+    Args:
+        context_length: Total sequence length (13 = 8 contexts + 5 name tokens in DenseCLIP);
+            CLIP's 77 positions are truncated to it when loading.
+        vocab_size: Token vocabulary.
+        transformer_width: Token width (the width of the context vectors).
+        transformer_heads: Attention heads.
+        transformer_layers: Transformer blocks.
+        embed_dim: Output dimension (1024 for RN50, 512 for RN101 and ViT-B).
+        pretrained: A CLIP archive or state dict whose text part ``init_weights`` loads.
+        frozen: Freeze the weights (DenseCLIP trains only the contexts on the text side).
+    """
+
+    def __init__(self, context_length: int = 13, vocab_size: int = 49408,
+                 transformer_width: int = 512, transformer_heads: int = 8,
+                 transformer_layers: int = 12, embed_dim: int = 1024,
+                 pretrained: Optional[str] = None, frozen: bool = True):
+        super().__init__(context_length, vocab_size, transformer_width, transformer_heads,
+                         transformer_layers, embed_dim, pretrained, frozen)
+
+    def forward(self, text: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Embeds every class with every context set.
+
+        Args:
+            text: Class-name token ids ``[K, N]`` with ``N + M == context_length``.
+            context: Context vectors ``[B, M, width]`` (``B`` may be 1).
+
+        Returns:
+            ``[B, K, embed_dim]``.
+        """
+        num_classes, name_length = text.shape
+        batch, num_contexts, width = context.shape
+        if name_length + num_contexts != self.context_length:
+            raise ValueError(f'{name_length} name tokens + {num_contexts} contexts != '
+                             f'context_length {self.context_length}')
+        names = self.token_embedding(text)  # [K, N, C]
+        names = names.unsqueeze(0).expand(batch, -1, -1, -1)  # [B, K, N, C]
+        context = context.unsqueeze(1).expand(-1, num_classes, -1, -1)  # [B, K, M, C]
+        tokens = torch.cat([names[:, :, :1], context.to(names.dtype), names[:, :, 1:]], dim=2)
+        eot_index = (text.argmax(dim=-1) + num_contexts).repeat(batch)  # [B*K]
+        embeddings = self.encode_embeddings(tokens.flatten(0, 1), eot_index)  # [B*K, D]
+        return embeddings.reshape(batch, num_classes, -1)
