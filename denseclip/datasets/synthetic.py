@@ -88,8 +88,10 @@ def generate_synthetic_ade20k(root: str | Path,
 
     Raises:
         ValueError: If a parameter is out of range.
-        FileExistsError: If the folder holds other data, or a synthetic
-            dataset with other parameters, and ``overwrite`` is false.
+        FileExistsError: If the folder holds data without our marker
+            (even with ``overwrite``), or a synthetic dataset that has other
+            parameters or is incomplete and ``overwrite`` is false.
+        OSError: If an image cannot be written.
     """
     params = _make_params(num_classes, num_train, num_val, image_size, seed)
     data_dir = Path(root) / DATASET_DIR
@@ -194,14 +196,14 @@ def _prepare_folder(data_dir: Path, params: dict, overwrite: bool) -> None:
             'generate_synthetic_ade20k. Choose another root.')
     if not overwrite:
         found = _read_marker(ours[0])
-        if ours[0].name == PARTIAL_MARKER or found == params:
+        if (data_dir / PARTIAL_MARKER).exists() or found == params:
             state = 'is incomplete (interrupted, or files were removed)'
         else:
             state = 'was written with other parameters'
         raise FileExistsError(
             f'The synthetic dataset in {data_dir} {state}: {ours[0].name} '
-            f'says {_describe(found)}, requested {_describe(params)}. Pass overwrite=True '
-            '(--overwrite) to regenerate it.')
+            f'says {_describe(found)}, requested {_describe(params)}. '
+            'Pass overwrite=True (--overwrite) to regenerate it.')
     for folder in ('images', 'annotations'):
         shutil.rmtree(data_dir / folder, ignore_errors=True)
     for marker in ours:

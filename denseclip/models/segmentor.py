@@ -51,7 +51,8 @@ class DenseCLIP(EncoderDecoder):
         context_decoder: ``ContextDecoder`` config, used for post-model prompting.
         pre_prompter: ``PreModelPrompter`` config, used for pre-model prompting.
         neck: Neck config. Its ``in_channels`` are the backbone's; the ``K`` score-map
-            channels are added at ``score_concat_index`` here.
+            channels are added at ``score_concat_index`` here (to the decode head's
+            ``in_channels`` when there is no neck).
         identity_head: Head of the auxiliary pixel-text loss (``IdentityHead``).
         auxiliary_head: mmseg auxiliary head(s) on the neck outputs.
         tau: Temperature of the pixel-text loss.
@@ -87,10 +88,15 @@ class DenseCLIP(EncoderDecoder):
                     'model.text_pretrained and the backbone\'s init_cfg instead')
             backbone['pretrained'] = pretrained
         text_encoder['pretrained'] = text_pretrained or pretrained
+        decode_head = self._with_num_classes(decode_head, num_classes, 'decode_head')
+        # the score map widens one backbone level: that of the neck, or of the head without one
+        if neck is None:
+            decode_head = self._with_score_channels(decode_head, num_classes,
+                                                    score_concat_index, 'decode_head')
+        else:
+            neck = self._with_score_channels(neck, num_classes, score_concat_index, 'neck')
         super().__init__(
-            backbone=backbone,
-            decode_head=self._with_num_classes(decode_head, num_classes, 'decode_head'),
-            neck=self._with_score_channels(neck, num_classes, score_concat_index),
+            backbone=backbone, decode_head=decode_head, neck=neck,
             auxiliary_head=auxiliary_head, train_cfg=train_cfg, test_cfg=test_cfg,
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.class_names = tuple(class_names)
@@ -126,26 +132,24 @@ class DenseCLIP(EncoderDecoder):
     @staticmethod
     def _with_num_classes(head: dict, num_classes: int, key: str) -> dict:
         head = copy.deepcopy(head)
-        given = head.setdefault('num_classes', num_classes)
-        if given != num_classes:
+        given = head.get('num_classes')
+        head['num_classes'] = num_classes
+        if given is not None and given != num_classes:
             raise ValueError(f'model.{key}.num_classes={given} disagrees with the '
                              f'{num_classes} class names; drop it (it is derived) or fix the '
                              'class names')
         return head
 
     @staticmethod
-    def _with_score_channels(neck: Optional[dict], num_classes: int,
-                             index: int) -> Optional[dict]:
-        if neck is None:
-            return None
-        neck = copy.deepcopy(neck)
-        channels = list(neck['in_channels'])
+    def _with_score_channels(module: dict, num_classes: int, index: int, key: str) -> dict:
+        module = copy.deepcopy(module)
+        channels = list(module['in_channels'])
         if not 0 <= index < len(channels):
             raise ValueError(f'model.score_concat_index={index} is out of range for the '
-                             f'{len(channels)} levels of model.neck.in_channels')
+                             f'{len(channels)} levels of model.{key}.in_channels')
         channels[index] += num_classes  # the score map is concatenated to this level
-        neck['in_channels'] = channels
-        return neck
+        module['in_channels'] = channels
+        return module
 
     def _build_text_branch(self, context_length: int, context_decoder: Optional[dict],
                            pre_prompter: Optional[dict]) -> None:

@@ -1,5 +1,6 @@
 """Tests for the synthetic ADE20K-layout dataset."""
 import json
+import runpy
 from pathlib import Path
 
 import cv2
@@ -38,9 +39,10 @@ def test_layout_and_counts(small_data):
     assert small_data.name == 'ADEChallengeData2016'
     for split, stem, key in SPLITS:
         n = SMALL[key]
-        imgs = sorted(p.name for p in (small_data / 'images' / split).iterdir())
+        imgs = sorted(
+            p.name for p in (small_data / 'images' / split).glob('*'))
         anns = sorted(
-            p.name for p in (small_data / 'annotations' / split).iterdir())
+            p.name for p in (small_data / 'annotations' / split).glob('*'))
         assert imgs == [f'{stem}_{i:08d}.jpg' for i in range(1, n + 1)]
         assert anns == [f'{stem}_{i:08d}.png' for i in range(1, n + 1)]
     marker = json.loads((small_data / MARKER).read_text())
@@ -163,6 +165,23 @@ def test_loads_with_mmseg_ade20k(small_data):
     assert 255 in values and len(values) > 2
 
 
+def test_cli(tmp_path, monkeypatch, capsys):
+    tool = Path(__file__).parents[2] / 'tools' / 'make_synthetic_data.py'
+    main = runpy.run_path(str(tool))['main']
+    argv = ['make_synthetic_data.py', '--root', str(tmp_path),
+            '--num-classes', '3', '--num-train', '2', '--num-val', '1',
+            '--size', '32', '40', '--seed', '7']
+    monkeypatch.setattr('sys.argv', argv)
+    main()
+    data_dir = tmp_path / 'ADEChallengeData2016'
+    assert str(data_dir) in capsys.readouterr().out
+    marker = json.loads((data_dir / MARKER).read_text())
+    assert marker['image_size'] == [32, 40] and marker['seed'] == 7
+    monkeypatch.setattr('sys.argv', argv[:-1] + ['8'])
+    with pytest.raises(SystemExit, match='--overwrite'):
+        main()
+
+
 def _pixel_features(img: np.ndarray) -> np.ndarray:
     """Colour and local texture features ``[H * W, 9]`` of a BGR image."""
     img = img.astype(np.float32) / 255
@@ -200,4 +219,5 @@ def test_learnable_by_nearest_class_mean(tmp_path):
     fg = y_val > 0
     dist = ((x_val[fg, None, :] - means[None])**2).sum(-1)
     accuracy = (classes[dist.argmin(1)] == y_val[fg]).mean()
-    assert accuracy > 3 / num_classes, accuracy  # chance is 1 / 8
+    # chance is 1 / 8; measured 0.89 with seed 0
+    assert accuracy > 0.6, accuracy

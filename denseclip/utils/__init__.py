@@ -1,0 +1,9 @@
+"""Run-time helpers for the tools: class names, CPU (distributed) runs, mixed precision."""
+from .amp import BFloat16OptimWrapper, amp_to_bf16, enable_amp
+from .class_names import dataset_class_names, fill_class_names
+from .dist import adapt_cfg_to_cpu, init_cpu_dist, revert_sync_bn_cfg
+
+__all__ = [
+    'BFloat16OptimWrapper', 'adapt_cfg_to_cpu', 'amp_to_bf16', 'dataset_class_names',
+    'enable_amp', 'fill_class_names', 'init_cpu_dist', 'revert_sync_bn_cfg'
+]

@@ -1,0 +1,83 @@
+"""Train a segmentor: ``python tools/train.py CONFIG [--work-dir DIR] [--amp] ...``.
+
+Distributed: ``tools/dist_train.sh`` (torchrun) or ``tools/slurm_train.sh``. Without CUDA the
+run falls back to gloo, BN and bfloat16 autocast (see ``denseclip/utils/dist.py``).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+try:
+    import denseclip  # noqa: F401  (registers the DenseCLIP modules)
+except ImportError:  # a checkout that is not pip-installed
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import denseclip  # noqa: F401
+from denseclip.utils import adapt_cfg_to_cpu, fill_class_names, enable_amp
+from mmseg.registry import RUNNERS
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        help='resume from the latest checkpoint in the work_dir automatically')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='enable automatic mixed precision (fp16 on GPU, bfloat16 on CPU)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value pairs such as '
+        'train_cfg.max_iters=100 or model.backbone.layers="[3,4,6,3]" '
+        '(quotes needed around lists; no white space)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or `--local_rank`
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    fill_class_names(cfg)  # DenseCLIP: class names from the dataset metainfo
+
+    # work_dir priority: CLI > config > ./work_dirs/CONFIG_NAME
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        enable_amp(cfg)
+    cfg.resume = args.resume
+    adapt_cfg_to_cpu(cfg)
+
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
