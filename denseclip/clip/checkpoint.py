@@ -55,13 +55,16 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         else:
             state_dict = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
+        if 'weights only' not in str(err).lower():
+            raise CheckpointError(f'cannot read checkpoint {path!r}: it is not a PyTorch '
+                                  f'checkpoint ({err})') from err
         raise CheckpointError(
             f'refusing to load {path!r}: it is not a plain tensor checkpoint and loading it would '
             f'need arbitrary code to run (weights_only=True refused it: {err}). Convert it to a '
             'state dict of tensors first.') from err
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+    except Exception as err:  # torch raises many types for damaged files
         raise CheckpointError(f'cannot read checkpoint {path!r}: the file is truncated, corrupt '
-                              f'or not a PyTorch checkpoint ({err})') from err
+                              f'or not a PyTorch checkpoint ({type(err).__name__}: {err})') from err
     if isinstance(state_dict, Mapping) and 'state_dict' in state_dict:
         state_dict = state_dict['state_dict']
     if not isinstance(state_dict, Mapping) or not all(
@@ -90,23 +93,34 @@ def text_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
             if not key.startswith('visual.') and key not in skip}
 
 
-def resize_positional_embedding(embedding: torch.Tensor,
-                                target_shape: tuple[int, ...]) -> torch.Tensor:
-    """Fits a positional embedding to ``target_shape``.
+def truncate_text_positions(embedding: torch.Tensor,
+                            target_shape: tuple[int, ...]) -> torch.Tensor:
+    """Keeps the first ``target_shape[0]`` positions of a text positional embedding ``[L, C]``."""
+    length = target_shape[0]
+    if embedding.ndim != 2 or embedding.shape[1] != target_shape[1] or embedding.shape[0] < length:
+        raise CheckpointError(f'text positional embedding {tuple(embedding.shape)} cannot be '
+                              f'truncated to {tuple(target_shape)}')
+    return embedding[:length]
 
-    Text embeddings ``[L, C]`` are truncated to the first positions; image embeddings
-    ``[1 + S*S, C]`` keep the class/global position and resize the grid bilinearly.
+
+def resize_grid_positions(embedding: torch.Tensor,
+                          target_shape: tuple[int, ...]) -> torch.Tensor:
+    """Fits an image positional embedding ``[1 + S*S, C]`` to ``target_shape``.
+
+    The class/global position is kept; the grid is resized bilinearly.
     """
     if tuple(embedding.shape) == tuple(target_shape):
         return embedding
-    if embedding.ndim != 2 or embedding.shape[1] != target_shape[1]:
-        raise CheckpointError(f'positional embedding {tuple(embedding.shape)} cannot be '
-                              f'resized to {tuple(target_shape)}: the widths differ')
     side = int(round((target_shape[0] - 1) ** 0.5))
-    if side * side + 1 != target_shape[0]:
-        raise CheckpointError(f'target positional embedding {tuple(target_shape)} is not '
-                              '1 + a square grid')
-    return resize_grid_embedding(embedding, 1, (side, side))
+    if embedding.ndim != 2 or embedding.shape[1] != target_shape[1] or (
+            side * side + 1 != target_shape[0]):
+        raise CheckpointError(f'image positional embedding {tuple(embedding.shape)} cannot be '
+                              f'resized to {tuple(target_shape)} (1 + a square grid of the same '
+                              'width)')
+    try:
+        return resize_grid_embedding(embedding, 1, (side, side))
+    except ValueError as err:
+        raise CheckpointError(f'image positional embedding {tuple(embedding.shape)}: {err}') from err
 
 
 def _matches(key: str, patterns: Iterable[str]) -> bool:
@@ -134,9 +148,11 @@ def load_into(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source:
     """
     own = module.state_dict()
     state_dict = dict(state_dict)
-    for key in text_positions + grid_positions:
-        if key in state_dict and key in own:
-            state_dict[key] = resize_positional_embedding(state_dict[key], own[key].shape)
+    for keys, fit in ((text_positions, truncate_text_positions),
+                      (grid_positions, resize_grid_positions)):
+        for key in keys:
+            if key in state_dict and key in own:
+                state_dict[key] = fit(state_dict[key], own[key].shape)
     mismatched = [f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}'
                   for key, value in state_dict.items()
                   if key in own and value.shape != own[key].shape]

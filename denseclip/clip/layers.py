@@ -96,7 +96,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.width = width
         self.layers = layers
-        rates = torch.linspace(0, drop_path_rate, layers).tolist() if layers else []
+        # drop-path rate rising linearly from 0 to drop_path_rate over the blocks
+        rates = [drop_path_rate * i / max(layers - 1, 1) for i in range(layers)]
         self.resblocks = nn.Sequential(*[
             ResidualAttentionBlock(width, heads, causal, rate) for rate in rates])
 
@@ -118,7 +119,7 @@ def resize_grid_embedding(embedding: torch.Tensor, num_prefix: int,
         ``[num_prefix + H * W, C]``.
     """
     prefix, grid = embedding[:num_prefix], embedding[num_prefix:]
-    side = int(round(grid.shape[0] ** 0.5))
+    side = int(round(int(grid.shape[0]) ** 0.5))
     if side * side != grid.shape[0]:
         raise ValueError(f'positional embedding has {grid.shape[0]} spatial positions, '
                          'which is not a square grid')

@@ -10,7 +10,8 @@ from torch import nn
 from denseclip.clip import (CLIP, CheckpointError, ModifiedResNet, TextTransformer,
                             VisionTransformer, build_model, infer_clip_config, load,
                             read_state_dict, tokenize)
-from denseclip.clip.checkpoint import (load_into, resize_positional_embedding, text_state_dict,
+from denseclip.clip.checkpoint import (load_into, resize_grid_positions, text_state_dict,
+                                         truncate_text_positions,
                                        visual_state_dict)
 
 from .tiny import TINY_RN, TINY_VIT, make_clip
@@ -331,9 +332,14 @@ def test_text_positions_are_truncated_to_the_context_length():
 
 
 @pytest.mark.parametrize('length', [13, 10, 5])
-def test_resize_positional_embedding_truncates_text(length):
+def test_text_positions_truncate_to_the_first_rows(length):
     embedding = torch.randn(77, 8)
-    assert torch.equal(resize_positional_embedding(embedding, (length, 8)), embedding[:length])
+    assert torch.equal(truncate_text_positions(embedding, (length, 8)), embedding[:length])
+
+
+def test_text_positions_cannot_grow():
+    with pytest.raises(CheckpointError, match='cannot be truncated'):
+        truncate_text_positions(torch.randn(13, 8), (77, 8))
 
 
 def expected_grid_resize(embedding: torch.Tensor, side: int) -> torch.Tensor:
@@ -368,5 +374,5 @@ def test_attention_pool_grid_positions_are_resized_bilinearly():
 
 
 def test_grid_resize_refuses_other_widths():
-    with pytest.raises(CheckpointError, match='widths differ'):
-        resize_positional_embedding(torch.randn(17, 8), (37, 16))
+    with pytest.raises(CheckpointError, match='same width'):
+        resize_grid_positions(torch.randn(17, 8), (37, 16))

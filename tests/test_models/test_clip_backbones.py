@@ -150,7 +150,7 @@ def test_clip_resnet_pyramid_shapes_and_values(randomize):
 
 
 def test_clip_resnet_with_attention_outputs_match_naive_pool(randomize):
-    model = _tiny_resnet(randomize=randomize)
+    model = _tiny_resnet(randomize=randomize, input_resolution=128)
     assert model.attnpool.num_heads == 4  # CLIP's width * 32 / 64
     x = _image()
     with torch.no_grad():
@@ -164,8 +164,8 @@ def test_clip_resnet_with_attention_outputs_match_naive_pool(randomize):
     stages = _naive_resnet_stages(sd, x)
     for actual, reference in zip(maps, stages):
         _assert_close(actual, reference)
-    # the 2 x 2 stored grid is resized to the 2 x 3 feature map at run time
-    assert model.attnpool.positional_embedding.shape == (5, 256)
+    # the stored 4 x 4 grid is resized to the 2 x 3 feature map at run time
+    assert model.attnpool.positional_embedding.shape == (17, 256)
     naive_global, naive_dense = _naive_attnpool(sd, stages[-1], num_heads=4)
     _assert_close(global_embedding, naive_global)
     _assert_close(dense, naive_dense)

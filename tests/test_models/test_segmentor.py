@@ -163,7 +163,8 @@ def test_predict_slide_averages_the_crops(build_denseclip, batch):
     inputs, samples = batch
     logits = _logits(model, inputs, samples)
     assert logits.shape == (2, K, 64, 96)
-    metas = [dict(img_shape=(64, 64), ori_shape=(64, 96), pad_shape=(64, 96))] * 2
+    # as mmseg's slide inference: a crop's img_shape is a torch.Size (it wins over pad_shape)
+    metas = [dict(img_shape=torch.Size((64, 64)), ori_shape=(64, 96), pad_shape=(64, 96))] * 2
     with torch.no_grad():
         left = model.encode_decode(inputs[..., :64], metas)
         right = model.encode_decode(inputs[..., 32:], metas)

@@ -139,17 +139,22 @@ def test_plain_encoder_equals_clip_encode_text(make_clip, save_clip):
         torch.testing.assert_close(out, clip.encode_text(text), atol=ATOL, rtol=1e-4)
 
 
-def test_init_weights_truncates_positions_to_the_context_length(make_clip, save_clip):
-    """CLIP's 77 text positions become the first ``context_length`` (9 here, 13 in DenseCLIP)."""
+@pytest.mark.parametrize('context_length', [9, 13, 17])
+def test_init_weights_truncates_positions_to_the_context_length(make_clip, save_clip,
+                                                                 context_length):
+    """CLIP's 77 text positions become the first ``context_length`` (13 in DenseCLIP; 17 is
+    1 + a square, which must not be mistaken for an image grid)."""
     clip = make_clip('resnet')
-    encoder = CLIPTextContextEncoder(context_length=9, pretrained=save_clip(clip), **TEXT)
+    encoder = CLIPTextContextEncoder(context_length=context_length, pretrained=save_clip(clip),
+                                     **TEXT)
     encoder.init_weights()
     loaded = encoder.state_dict()
     expected = {key: value for key, value in clip.state_dict().items()
                 if not key.startswith('visual.') and key != 'logit_scale'}
     assert set(loaded) == set(expected)
-    assert loaded['positional_embedding'].shape == (9, 32)
-    assert torch.equal(loaded['positional_embedding'], expected['positional_embedding'][:9])
+    assert loaded['positional_embedding'].shape == (context_length, 32)
+    assert torch.equal(loaded['positional_embedding'],
+                       expected['positional_embedding'][:context_length])
     for key, value in expected.items():
         if key != 'positional_embedding':
             assert torch.equal(loaded[key], value), key

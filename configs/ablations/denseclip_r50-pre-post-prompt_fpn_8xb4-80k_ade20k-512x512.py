@@ -1,0 +1,4 @@
+# Table 2 ablation, pre-model and post-model prompting together. The post-model row of
+# Table 2 is the main config, ../denseclip/denseclip_r50_fpn_8xb4-80k_ade20k-512x512.py.
+_base_ = '../denseclip/denseclip_r50_fpn_8xb4-80k_ade20k-512x512.py'
+model = dict(prompting='pre+post')

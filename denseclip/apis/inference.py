@@ -1,0 +1,30 @@
+"""Building a model for inference from a config and a checkpoint."""
+import os
+from typing import Optional, Union
+
+from mmengine.config import Config
+from mmseg.apis import init_model as mmseg_init_model
+from torch import nn
+
+from denseclip.utils import fill_class_names
+
+
+def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
+               device: str = 'cpu', cfg_options: Optional[dict] = None) -> nn.Module:
+    """mmseg's ``init_model`` for DenseCLIP configs.
+
+    Fills ``model.class_names`` from the config's dataset when it is left ``None``, then defers
+    to ``mmseg.apis.init_model``, which loads no CLIP weights (the checkpoint holds every weight)
+    and turns SyncBN into BN on CPU. Use it with ``denseclip.apis.inference_model``.
+
+    Args:
+        config: Config file or object.
+        checkpoint: Checkpoint to load; ``None`` keeps the random initialisation.
+        device: ``'cpu'`` or ``'cuda:N'``.
+        cfg_options: Overrides merged into the config.
+    """
+    cfg = Config.fromfile(config) if isinstance(config, (str, os.PathLike)) else config.copy()
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    fill_class_names(cfg)
+    return mmseg_init_model(cfg, checkpoint, device=device)
