@@ -1,7 +1,7 @@
 """The DenseCLIP segmentor."""
 import copy
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -176,18 +176,47 @@ class DenseCLIP(EncoderDecoder):
             self.gamma = nn.Parameter(torch.full((encoder.embed_dim,), 1e-4))
 
     # ----------------------------------------------------------------- text branch
-    def class_embeddings(self, visual_context: torch.Tensor) -> torch.Tensor:
-        """Text embeddings of the classes before post-model prompting, ``[B or 1, K, D]``."""
+    def class_embeddings(self, visual_context: torch.Tensor,
+                         texts: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Text embeddings before post-model prompting, ``[B or 1, K, D]``.
+
+        Args:
+            visual_context: ``[B, 1 + h*w, D]``, used by pre-model prompting only.
+            texts: Name token ids ``[K', N]`` to embed instead of the model's classes
+                (open-vocabulary queries; never cached).
+        """
         if self.pre_prompter is not None:
-            return self.text_encoder(self.texts, self.pre_prompter(visual_context))
-        if self.training or not self.cache_text:
-            return self.text_encoder(self.texts, self.contexts)
+            contexts = self.pre_prompter(visual_context)
+            return self.text_encoder(self.texts if texts is None else texts, contexts)
+        if texts is not None or self.training or not self.cache_text:
+            return self.text_encoder(self.texts if texts is None else texts, self.contexts)
+        # image-independent: reuse until a weight it depends on changes (in-place updates by
+        # optimisers and load_state_dict bump the tensors' version counters)
         key = (self.texts.device, self.contexts._version,
                *(param._version for param in self.text_encoder.parameters()))
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
                 self._text_cache = (key, self.text_encoder(self.texts, self.contexts))
         return self._text_cache[1]
+
+    def text_and_score_map(self, global_embedding: torch.Tensor, dense: torch.Tensor,
+                           texts: Optional[torch.Tensor] = None):
+        """Prompted text embeddings ``[B, K, D]`` and the score map ``[B, K, h, w]``.
+
+        Args:
+            global_embedding: ``[B, D]`` from the backbone.
+            dense: ``[B, D, h, w]`` from the backbone.
+            texts: Optional name token ids replacing the model's classes.
+        """
+        # [B, D] and [B, D, h, w] -> [B, 1 + h*w, D]
+        visual_context = torch.cat([global_embedding.unsqueeze(1),
+                                    dense.flatten(2).transpose(1, 2)], dim=1)
+        text = self.class_embeddings(visual_context, texts).expand(dense.shape[0], -1, -1)
+        if self.context_decoder is not None:
+            text = text + self.gamma * self.context_decoder(text, visual_context)
+        score_map = torch.einsum('bchw,bkc->bkhw', F.normalize(dense, dim=1),
+                                 F.normalize(text, dim=2))
+        return text, score_map
 
     def forward_features(self, inputs: torch.Tensor):
         """Backbone, text branch and score map.
@@ -196,15 +225,7 @@ class DenseCLIP(EncoderDecoder):
             ``(features for the neck, text embeddings [B, K, D], score map [B, K, h, w])``.
         """
         *features, (global_embedding, dense) = self.backbone(inputs)
-        batch, channels, height, width = dense.shape
-        # [B, D] and [B, D, h, w] -> [B, 1 + h*w, D]
-        visual_context = torch.cat([global_embedding.unsqueeze(1),
-                                    dense.flatten(2).transpose(1, 2)], dim=1)
-        text = self.class_embeddings(visual_context).expand(batch, -1, -1)  # [B, K, D]
-        if self.context_decoder is not None:
-            text = text + self.gamma * self.context_decoder(text, visual_context)
-        score_map = torch.einsum('bchw,bkc->bkhw', F.normalize(dense, dim=1),
-                                 F.normalize(text, dim=2))
+        text, score_map = self.text_and_score_map(global_embedding, dense)
         features[self.score_concat_index] = torch.cat(
             [features[self.score_concat_index], score_map], dim=1)
         return features, text, score_map
@@ -231,9 +252,20 @@ class DenseCLIP(EncoderDecoder):
             losses.update(self._auxiliary_head_forward_train(head_inputs, data_samples))
         return losses
 
-    def score_maps(self, inputs: torch.Tensor,
-                   size: Union[tuple[int, int], None] = None) -> torch.Tensor:
-        """Pixel-text cosine similarities ``[B, K, H, W]`` (resized to ``size`` if given)."""
-        score_map = self.forward_features(inputs)[2]
+    def score_maps(self, inputs: torch.Tensor, class_names: Optional[Sequence[str]] = None,
+                   size: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """Pixel-text cosine similarities ``[B, K, h, w]`` (resized to ``size`` if given).
+
+        Args:
+            inputs: Normalised images ``[B, 3, H, W]``.
+            class_names: Names to match instead of the trained classes (open vocabulary: the
+                text branch runs for them; the decoder is not involved).
+            size: Output ``(H, W)``; bilinear.
+        """
+        *_, (global_embedding, dense) = self.backbone(inputs)
+        texts = None
+        if class_names is not None:
+            texts = tokenize(list(class_names), self.texts.shape[1]).to(self.texts.device)
+        score_map = self.text_and_score_map(global_embedding, dense, texts)[1]
         return score_map if size is None else resize(score_map, size, mode='bilinear',
                                                       align_corners=False)

@@ -414,6 +414,18 @@ def test_score_channels_are_added_to_the_neck(denseclip_cfg, index):
     assert model.class_names == NAMES
 
 
+def test_score_channels_go_to_the_head_without_a_neck(build_denseclip, batch):
+    head = dict(type='FPNHead', in_channels=[32, 64, 128, 256], in_index=[0, 1, 2, 3],
+                feature_strides=[4, 8, 16, 32], channels=16, dropout_ratio=0.0,
+                norm_cfg=dict(type='BN'), align_corners=False)
+    model = build_denseclip(neck=None, decode_head=head).train()
+    assert [scale[0].conv.in_channels for scale in model.decode_head.scale_heads] == [
+        32, 64, 128, 256 + K]
+    inputs, samples = batch
+    assert set(model.loss(inputs, samples)) == LOSS_KEYS
+    assert _logits(model.eval(), inputs).shape == (2, K, 64, 96)
+
+
 def test_config_is_not_modified(denseclip_cfg):
     cfg = denseclip_cfg()
     frozen = copy.deepcopy(cfg)
