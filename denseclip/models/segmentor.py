@@ -54,7 +54,7 @@ class DenseCLIP(EncoderDecoder):
             channels are added at ``score_concat_index`` here (to the decode head's
             ``in_channels`` when there is no neck).
         identity_head: Head of the auxiliary pixel-text loss (``IdentityHead``).
-        auxiliary_head: mmseg auxiliary head(s) on the neck outputs.
+        auxiliary_head: mmseg auxiliary head(s) on the neck outputs; ``num_classes`` derived.
         tau: Temperature of the pixel-text loss.
         score_concat_index: Backbone level that the score map is concatenated to.
         text_head: Pass the text embeddings to the decode head as its first input.
@@ -97,7 +97,8 @@ class DenseCLIP(EncoderDecoder):
             neck = self._with_score_channels(neck, num_classes, score_concat_index, 'neck')
         super().__init__(
             backbone=backbone, decode_head=decode_head, neck=neck,
-            auxiliary_head=auxiliary_head, train_cfg=train_cfg, test_cfg=test_cfg,
+            auxiliary_head=self._auxiliary_with_num_classes(auxiliary_head, num_classes),
+            train_cfg=train_cfg, test_cfg=test_cfg,
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.class_names = tuple(class_names)
         self.score_concat_index = score_concat_index
@@ -139,6 +140,15 @@ class DenseCLIP(EncoderDecoder):
                              f'{num_classes} class names; drop it (it is derived) or fix the '
                              'class names')
         return head
+
+    @classmethod
+    def _auxiliary_with_num_classes(cls, heads, num_classes: int):
+        if heads is None:
+            return None
+        if isinstance(heads, (list, tuple)):
+            return [cls._with_num_classes(head, num_classes, f'auxiliary_head[{index}]')
+                    for index, head in enumerate(heads)]
+        return cls._with_num_classes(heads, num_classes, 'auxiliary_head')
 
     @staticmethod
     def _with_score_channels(module: dict, num_classes: int, index: int, key: str) -> dict:
@@ -192,7 +202,7 @@ class DenseCLIP(EncoderDecoder):
             return self.text_encoder(self.texts if texts is None else texts, self.contexts)
         # image-independent: reuse until a weight it depends on changes (in-place updates by
         # optimisers and load_state_dict bump the tensors' version counters)
-        key = (self.texts.device, self.contexts._version,
+        key = (self.texts.device, self.contexts.dtype, self.contexts._version,
                *(param._version for param in self.text_encoder.parameters()))
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():

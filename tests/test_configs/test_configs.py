@@ -1,8 +1,9 @@
 """Every config under ``configs/`` (``_base_`` excluded) loads, is named as STYLE.md says, and
 builds a model whose parts agree with each other (no weights are loaded).
 
-The full-size models are built on the CPU, one at a time (~0.2-3.5 s each; the whole module
-takes about 45 s on 2 cores with ``OMP_NUM_THREADS=1``). Channel agreement is checked with a
+The full-size models are built on the CPU, one at a time (0.1-1.5 s each; the whole module
+takes about 25 s on 2 cores with ``OMP_NUM_THREADS=1``). The meta device would be faster but
+mmseg's Swin calls ``Tensor.item()`` in its constructor. Channel agreement is checked with a
 64 x 64 image through the backbone and neck only: the text encoder, which would need ~150
 GFLOPs for ADE20K's 150 class names, is not run; a zero score map stands in for its output.
 """
@@ -16,7 +17,7 @@ from mmseg.datasets import ADE20KDataset
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
-import denseclip  # noqa: F401  (registers the DenseCLIP modules)
+import denseclip  # registers the DenseCLIP modules
 from denseclip.datasets import synthetic_metainfo
 from denseclip.models.segmentor import CLIP_BACKBONES
 from denseclip.utils import fill_class_names, revert_sync_bn_cfg
@@ -41,6 +42,21 @@ PAPER_BATCH = 32  # DESIGN.md: 8 GPUs x 4 images for every ADE20K model
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 CLIP_CHECKPOINTS = {(3, 4, 6, 3): 'RN50.pt', (3, 4, 23, 3): 'RN101.pt', 'vit': 'ViT-B-16.pt'}
+#: The architecture each backbone name stands for (keys of the innermost backbone config),
+#: and its ImageNet checkpoint when it is not a CLIP tower.
+ARCHITECTURES = {
+    'r50': (dict(layers=(3, 4, 6, 3)), dict(depth=50)),
+    'r101': (dict(layers=(3, 4, 23, 3)), dict(depth=101)),
+    'vit-b': (dict(type='CLIPVisionTransformer', width=768, layers=12, patch_size=16), ),
+    'swin-t': (dict(type='SwinTransformer', embed_dims=96, depths=(2, 2, 6, 2)), ),
+    'swin-s': (dict(type='SwinTransformer', embed_dims=96, depths=(2, 2, 18, 2)), ),
+}
+IMAGENET_CHECKPOINTS = {
+    'r50': 'pretrained/resnet50_v1c.pth',
+    'r101': 'pretrained/resnet101_v1c.pth',
+    'swin-t': 'pretrained/swin_tiny_patch4_window7_224.pth',
+    'swin-s': 'pretrained/swin_small_patch4_window7_224.pth',
+}
 
 #: Table 2: each ablation is the Table 1 RN50 config with these model keys changed.
 MAIN_RN50 = 'denseclip/denseclip_r50_fpn_8xb4-80k_ade20k-512x512.py'
@@ -111,6 +127,34 @@ def test_name_matches_config(path: Path):
     assert is_denseclip(cfg) == (name['method'] == 'denseclip')
 
 
+def architecture(backbone_name: str) -> str | None:
+    """``'r50'`` for ``clip-r50``, ``r50-in1k``, ``r50-no-prompt`` ...; None for ``tiny-r``."""
+    found = re.search(r'(?:^|-)(' + '|'.join(ARCHITECTURES) + r')(?:-|$)', backbone_name)
+    return found and found[1]
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=IDS)
+def test_backbone_matches_name(path: Path):
+    """``r101`` builds a ResNet-101, ``clip-``/``denseclip`` a CLIP tower, ``in1k`` not ..."""
+    name = NAME.fullmatch(path.name)
+    cfg = Config.fromfile(str(path))
+    arch = architecture(name['backbone'])
+    if arch is None:  # the quickstart's tiny network
+        return
+    if name['method'] == 'denseclip':
+        expects_clip = not any(marker in name['backbone'] for marker in ('in1k', 'swin'))
+    else:
+        expects_clip = name['backbone'].startswith('clip-')
+    assert clip_backbone(cfg) == expects_clip
+    backbone = cfg.model.backbone
+    if backbone.type == 'BackboneWithAttentionPool':
+        backbone = backbone.backbone
+    assert any(all(backbone.get(key) == value for key, value in keys.items())
+               for keys in ARCHITECTURES[arch]), backbone
+    if not expects_clip:
+        assert backbone.init_cfg == dict(type='Pretrained', checkpoint=IMAGENET_CHECKPOINTS[arch])
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=IDS)
 def test_weights_and_normalisation(path: Path):
     """CLIP towers get CLIP's checkpoint and statistics, ImageNet backbones ImageNet's."""
@@ -135,8 +179,8 @@ def test_weights_and_normalisation(path: Path):
         assert model.pre_prompter.visual_dim == embed_dim
 
 
-def backbone_levels(model: torch.nn.Module, num_classes: int) -> list[int]:
-    """Channels of the levels the neck (or head) receives, from a 64 x 64 image.
+def backbone_levels(model: torch.nn.Module, num_classes: int) -> list[torch.Tensor]:
+    """The levels that the neck (or head) receives from a 64 x 64 image.
 
     For DenseCLIP, a zero score map of ``num_classes`` channels is concatenated where the
     segmentor concatenates the real one; the dense embeddings must have the text width.
@@ -155,7 +199,8 @@ def backbone_levels(model: torch.nn.Module, num_classes: int) -> list[int]:
         return outputs
 
 
-def head_channels(head) -> list[int]:
+def head_channels(head) -> list[tuple[int, int]]:
+    """``(input index, in_channels)`` of each level that a decode head takes."""
     in_index = head.in_index if isinstance(head.in_index, (list, tuple)) else [head.in_index]
     in_channels = head.in_channels if isinstance(head.in_channels, (list, tuple)) else [
         head.in_channels]

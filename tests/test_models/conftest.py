@@ -19,6 +19,9 @@ import denseclip  # noqa: F401  (registers the DenseCLIP modules)
 from denseclip.clip import CLIP
 
 register_all_modules(init_default_scope=True)
+# The tensors here are tiny: one thread is as fast, and several processes sharing the CPU cores
+# (pytest-xdist, parallel jobs) would otherwise oversubscribe them (~5x slower when busy).
+torch.set_num_threads(1)
 
 #: Four class names of at most 5 tokens each (SOS + names + EOS).
 CLASS_NAMES = ('wall', 'building', 'sky', 'floor')

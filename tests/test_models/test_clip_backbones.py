@@ -120,13 +120,10 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = AT
 
 
 # ------------------------------------------------------------------ CLIP ResNet
-def _tiny_resnet(cls=CLIPResNetWithAttention, randomize=None, **kwargs):
+def _tiny_resnet(randomize=None, input_resolution: int = 64) -> CLIPResNetWithAttention:
     torch.manual_seed(0)
-    if cls is CLIPResNet:
-        model = CLIPResNet(layers=(1, 1, 1, 1), width=8, **kwargs)
-    else:
-        kwargs.setdefault('input_resolution', 64)
-        model = cls(layers=(1, 1, 1, 1), width=8, output_dim=32, **kwargs)
+    model = CLIPResNetWithAttention(layers=(1, 1, 1, 1), width=8, output_dim=32,
+                                    input_resolution=input_resolution)
     if randomize is not None:
         randomize(model)
     return model.eval()
@@ -171,7 +168,7 @@ def test_clip_resnet_with_attention_outputs_match_naive_pool(randomize):
     _assert_close(dense, naive_dense)
 
 
-def test_global_embedding_is_clip_image_embedding(make_clip, randomize):
+def test_global_embedding_is_clip_image_embedding(make_clip):
     clip = make_clip('resnet')
     model = _tiny_resnet()
     model.load_state_dict(clip.visual.state_dict())
@@ -289,7 +286,7 @@ def test_vit_pyramid_strides_and_values(patch_size, randomize):
     _assert_close(dense, embedded[1:].permute(1, 2, 0).reshape(BATCH, 32, *grid), atol=1e-4)
 
 
-def test_vit_level_three_is_the_group_normed_token_map(randomize):
+def test_vit_levels_three_and_four_by_hand(randomize):
     model = _tiny_vit(randomize=randomize)
     x = _image()
     with torch.no_grad():
@@ -332,7 +329,7 @@ def test_vit_embeddings_differ_from_clip_tower_only_by_class_position(make_clip)
     _assert_close(dense, projected[1:].permute(1, 2, 0).reshape(BATCH, 32, *grid), atol=1e-4)
 
 
-def test_vit_without_embeddings_returns_only_the_pyramid(randomize):
+def test_vit_without_embeddings_returns_only_the_pyramid():
     model = _tiny_vit(get_embeddings=False)
     with torch.no_grad():
         outputs = model(_image())

@@ -133,12 +133,16 @@ def test_auxiliary_head_loss(build_denseclip, batch):
     assert model.auxiliary_head.conv_seg.weight.grad.abs().sum() > 0
 
 
-def test_auxiliary_head_num_classes_is_derived(build_denseclip):
-    """Like the decode head's, the auxiliary head's class count follows from the class names."""
+def test_auxiliary_head_num_classes_is_derived(build_denseclip, batch):
+    """Like the decode head's, the auxiliary heads' class count follows from the class names."""
     aux = dict(type='FCNHead', in_channels=16, channels=8, in_index=2, num_convs=1,
                concat_input=False, norm_cfg=dict(type='BN'))
-    model = build_denseclip(auxiliary_head=aux)
-    assert model.auxiliary_head.num_classes == K
+    assert build_denseclip(auxiliary_head=aux).auxiliary_head.num_classes == K
+    model = build_denseclip(auxiliary_head=[aux, dict(aux, in_index=3)]).train()
+    assert [head.num_classes for head in model.auxiliary_head] == [K, K]
+    inputs, samples = batch
+    losses = model.loss(inputs, samples)
+    assert {'aux_0.loss_ce', 'aux_1.loss_ce'} <= set(losses)
 
 
 # ------------------------------------------------------------------ inference
@@ -457,6 +461,8 @@ def test_init_weights_loads_both_clip_towers(denseclip_cfg, make_clip, save_clip
      ValueError, 'num_classes=150'),
     (dict(identity_head=dict(type='IdentityHead', num_classes=3)), ValueError,
      'num_classes=3'),
+    (dict(auxiliary_head=dict(type='FCNHead', in_channels=16, channels=8, num_classes=3)),
+     ValueError, 'num_classes=3'),
     (dict(score_concat_index=4), ValueError, 'score_concat_index=4'),
     (dict(score_concat_index=-1), ValueError, 'score_concat_index=-1'),
     (dict(prompting='middle'), ValueError, 'middle'),

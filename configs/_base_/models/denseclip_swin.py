@@ -54,8 +54,7 @@ model = dict(
         num_convs=1,
         concat_input=False,
         dropout_ratio=0.1,
-        # DenseCLIP derives only the decode and identity heads' num_classes
-        num_classes=150,  # ADE20K
+        num_classes=None,  # derived from class_names
         norm_cfg={{_base_.norm_cfg}},
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)))

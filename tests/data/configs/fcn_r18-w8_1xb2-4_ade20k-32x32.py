@@ -11,7 +11,14 @@ img_scale = (64, 32)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     type='EncoderDecoder',
-    data_preprocessor=dict(_base_.data_preprocessor, size=crop_size),
+    data_preprocessor=dict(
+        type='SegDataPreProcessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_val=0,
+        seg_pad_val=255,
+        size=crop_size),
     backbone=dict(
         type='ResNetV1c',
         depth=18,
@@ -32,7 +39,7 @@ model = dict(
         norm_cfg=norm_cfg,
         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
     train_cfg=dict(),
-    test_cfg=dict(_base_.slide_test_cfg, crop_size=crop_size, stride=(21, 21)))
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(21, 21)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -1,0 +1,99 @@
+"""One image through DenseCLIP: the decoder's prediction and the pixel-text score maps, computed
+on the same preprocessed input and brought back to the image's original size."""
+import copy
+from collections.abc import Sequence
+from typing import NamedTuple, Optional, Union
+
+import numpy as np
+import torch
+from mmengine.dataset import Compose
+from mmseg.models.utils import resize
+from mmseg.structures import SegDataSample
+from torch import nn
+
+ImageType = Union[str, np.ndarray]
+
+#: Test-pipeline steps that need a label file, which an inference image does not have.
+ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation')
+
+
+class ScoreMapResult(NamedTuple):
+    """What :func:`predict_with_score_maps` returns.
+
+    Attributes:
+        data_sample: mmseg's prediction (``pred_sem_seg``, ``seg_logits``) for the trained
+            classes, exactly as ``inference_model`` gives it.
+        score_maps: Pixel-text cosine similarities ``[K, H, W]`` at the image's original size,
+            one per name of ``class_names``.
+        class_names: The names the score maps belong to: the trained classes, or the queried
+            ones (open vocabulary).
+    """
+    data_sample: SegDataSample
+    score_maps: torch.Tensor
+    class_names: tuple[str, ...]
+
+
+def inference_pipeline(cfg, from_array: bool) -> Compose:
+    """The config's test pipeline without label loading; ``LoadImageFromNDArray`` for arrays."""
+    steps = [step for step in copy.deepcopy(cfg.test_pipeline)
+             if step['type'] not in ANNOTATION_LOADERS]
+    if from_array:
+        steps[0]['type'] = 'LoadImageFromNDArray'
+    return Compose(steps)
+
+
+def preprocess(model: nn.Module, image: ImageType) -> dict:
+    """Packs one image (a path, or a BGR array as OpenCV reads it) with the test pipeline and
+    runs the model's data preprocessor: ``dict(inputs=[1, 3, H', W'], data_samples=[...])``."""
+    from_array = isinstance(image, np.ndarray)
+    packed = inference_pipeline(model.cfg, from_array)(
+        dict(img=image) if from_array else dict(img_path=image))
+    batch = dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']])
+    return model.data_preprocessor(batch, False)
+
+
+def to_original_size(maps: torch.Tensor, metainfo: dict,
+                     align_corners: bool = False) -> torch.Tensor:
+    """Maps ``[1, K, H', W']`` over the padded network input -> ``[K, H, W]`` over the image.
+
+    Undoes what the pipeline and the preprocessor did, as mmseg's ``postprocess_result`` does
+    for the logits: crops the padding, undoes a test-time flip, resizes to ``ori_shape``.
+    """
+    height, width = maps.shape[-2:]
+    left, right, top, bottom = metainfo.get('img_padding_size',
+                                            metainfo.get('padding_size', [0] * 4))
+    maps = maps[:, :, top:height - bottom, left:width - right]
+    if metainfo.get('flip'):
+        maps = maps.flip(dims=(3,) if metainfo['flip_direction'] == 'horizontal' else (2,))
+    return resize(maps, size=metainfo['ori_shape'], mode='bilinear',
+                  align_corners=align_corners, warning=False)[0]
+
+
+@torch.no_grad()
+def predict_with_score_maps(model: nn.Module, image: ImageType,
+                            class_names: Optional[Sequence[str]] = None) -> ScoreMapResult:
+    """The decoder's prediction and the pixel-text score maps of one image.
+
+    Both come from one preprocessed input. The score maps are computed over the whole network
+    input in one pass (also for configs that predict by sliding window), upsampled to it,
+    stripped of padding and resized to the original image.
+
+    Args:
+        model: A DenseCLIP segmentor from ``denseclip.apis.init_model``.
+        image: An image path or a BGR ``uint8`` array (as ``cv2.imread`` returns).
+        class_names: Names to match the pixels against instead of the trained classes (open
+            vocabulary). Only the text branch sees them: the decoder keeps its trained classes,
+            so ``data_sample`` does not change.
+    """
+    if not hasattr(model, 'score_maps'):
+        raise TypeError(f'{type(model).__name__} has no pixel-text score maps; a DenseCLIP '
+                        'config is needed')
+    data = preprocess(model, image)
+    inputs, data_samples = data['inputs'], data['data_samples']
+    data_sample = model.predict(inputs, data_samples)[0]
+    names = tuple(model.class_names if class_names is None else class_names)
+    maps = model.score_maps(inputs, None if class_names is None else names,
+                            size=tuple(inputs.shape[-2:]))
+    align_corners = getattr(model.decode_head, 'align_corners', False)
+    return ScoreMapResult(data_sample,
+                          to_original_size(maps, data_sample.metainfo, align_corners), names)
