@@ -201,9 +201,11 @@ class DenseCLIP(EncoderDecoder):
         if texts is not None or self.training or not self.cache_text:
             return self.text_encoder(self.texts if texts is None else texts, self.contexts)
         # image-independent: reuse until a weight it depends on changes (in-place updates by
-        # optimisers and load_state_dict bump the tensors' version counters)
-        key = (self.texts.device, self.contexts.dtype, self.contexts._version,
-               *(param._version for param in self.text_encoder.parameters()))
+        # optimisers and load_state_dict bump version counters; swapping `.data`, as EMA hooks
+        # do, changes the storage)
+        weights = (self.contexts, *self.text_encoder.parameters())
+        key = (self.texts.device, self.contexts.dtype,
+               *((weight._version, weight.data_ptr()) for weight in weights))
         if self._text_cache is None or self._text_cache[0] != key:
             with torch.no_grad():
                 self._text_cache = (key, self.text_encoder(self.texts, self.contexts))

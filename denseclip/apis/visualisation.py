@@ -1,0 +1,263 @@
+"""Pictures of one prediction: the decoder's classes over the image, and pixel-text heat-maps.
+
+The picture is a grid of panels, each showing the image at its own size (times ``scale``):
+first the prediction overlay drawn by mmseg's ``SegLocalVisualizer`` with the dataset palette
+and a legend of the predicted classes, then one heat-map per requested name with the name as
+title and a colour bar. Panels are placed pixel-exactly (no resampling at ``scale`` 1), so
+``panel_boxes`` tells where each one lies in the written PNG.
+"""
+import math
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
+
+import cv2
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+from mmseg.structures import SegDataSample
+from mmseg.visualization import SegLocalVisualizer
+
+from .score_maps import predict_with_score_maps
+
+#: Layout in pixels (text sizes in points at ``DPI``).
+DPI = 100
+PAD = 10
+TITLE_HEIGHT = 22
+COLOUR_BAR_HEIGHT = 10
+COLOUR_BAR_TEXT = 30  # tick labels and the bar's label under it
+LEGEND_ROW = 16
+LEGEND_COLUMN = 120
+MAX_LEGEND_ENTRIES = 12
+FONT_SIZE = 8
+
+
+class Box(NamedTuple):
+    """Where a panel lies in the picture, in pixels: ``picture[top:top + height, left:...]``."""
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+class HeatMaps(NamedTuple):
+    """Score maps to draw: ``maps`` ``[N, H, W]`` with a title each, on one colour scale."""
+    maps: np.ndarray
+    titles: Sequence[str]
+    value_label: str = 'pixel-text cosine similarity'
+    value_range: Optional[tuple[float, float]] = None  # None: min and max over all maps
+
+
+def default_palette(num_classes: int, seed: int = 0) -> list[list[int]]:
+    """Random but reproducible colours for checkpoints that carry no palette."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (num_classes, 3)).tolist()
+
+
+def draw_prediction(image_rgb: np.ndarray, data_sample: SegDataSample, classes: Sequence[str],
+                    palette: Sequence[Sequence[int]], opacity: float = 0.5) -> np.ndarray:
+    """The predicted classes in the palette's colours over the image (RGB ``[H, W, 3]``)."""
+    visualizer = SegLocalVisualizer(name='denseclip_prediction', alpha=opacity)
+    visualizer.dataset_meta = dict(classes=list(classes), palette=[list(c) for c in palette])
+    visualizer.add_datasample('prediction', image_rgb, data_sample, draw_gt=False,
+                              draw_pred=True, with_labels=False)
+    return visualizer.get_image()
+
+
+def legend_entries(prediction: torch.Tensor, classes: Sequence[str],
+                   palette: Sequence[Sequence[int]]) -> list[tuple[str, tuple[float, ...]]]:
+    """``(label, RGB in [0, 1])`` for the predicted classes, largest area first."""
+    labels, counts = torch.unique(prediction, return_counts=True)
+    order = torch.argsort(counts, descending=True)
+    total = int(counts.sum())
+    entries = []
+    for label, count in zip(labels[order].tolist(), counts[order].tolist()):
+        if label >= len(classes):  # ignore index
+            continue
+        colour = tuple(channel / 255 for channel in palette[label])
+        entries.append((f'{classes[label].strip()} {100 * count / total:.0f}%', colour))
+    if len(entries) > MAX_LEGEND_ENTRIES:
+        rest = len(entries) - MAX_LEGEND_ENTRIES + 1
+        entries = entries[:MAX_LEGEND_ENTRIES - 1] + [(f'+ {rest} more classes', (1, 1, 1))]
+    return entries
+
+
+def blend_heat_map(image_rgb: np.ndarray, score_map: np.ndarray, norm: Normalize,
+                   cmap_name: str = 'inferno', alpha: float = 0.7) -> np.ndarray:
+    """A score map in colour over the image in grey (RGB ``uint8``)."""
+    grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None] / 255
+    colours = colormaps[cmap_name](norm(score_map))[..., :3]
+    return np.clip(255 * (alpha * colours + (1 - alpha) * grey), 0, 255).astype(np.uint8)
+
+
+def _scaled(image: np.ndarray, scale: int) -> np.ndarray:
+    return image if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale,
+                                               interpolation=cv2.INTER_NEAREST)
+
+
+def _draw_legend(figure: Figure, box: tuple, entries, size: tuple[int, int]) -> None:
+    """Colour swatches and names in columns of ``LEGEND_COLUMN`` pixels."""
+    width, height = size
+    axes = figure.add_axes(box)
+    axes.set_xlim(0, width)
+    axes.set_ylim(height, 0)  # pixels, origin at the top left
+    axes.set_axis_off()
+    columns = max(1, width // LEGEND_COLUMN)
+    rows = math.ceil(len(entries) / columns)
+    column_width = width / columns
+    max_chars = int((column_width - 18) / 6)
+    for index, (label, colour) in enumerate(entries):
+        column, row = divmod(index, rows)
+        left, top = column * column_width, row * LEGEND_ROW + 2
+        axes.add_patch(Rectangle((left, top), 12, 11, facecolor=colour, edgecolor='black',
+                                 linewidth=0.5))
+        text = label if len(label) <= max_chars else label[:max_chars - 1] + '…'
+        axes.text(left + 16, top + 6, text, fontsize=FONT_SIZE, va='center')
+
+
+def render_picture(image_rgb: np.ndarray, overlay: np.ndarray, legend, heat_maps: HeatMaps,
+                   scale: int = 1, max_columns: int = 4,
+                   overlay_title: str = 'prediction') -> tuple[np.ndarray, list[Box]]:
+    """Lays out the overlay and the heat-maps; returns the RGB picture and the panel boxes.
+
+    Each panel is the image's size times ``scale`` (nearest-neighbour enlargement); titles,
+    the legend and the colour bars lie outside the panels.
+    """
+    height, width = image_rgb.shape[0] * scale, image_rgb.shape[1] * scale
+    maps = np.asarray(heat_maps.maps, dtype=np.float32)
+    low, high = heat_maps.value_range or ((float(maps.min()), float(maps.max()))
+                                          if len(maps) else (0.0, 1.0))
+    norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-6)
+    panels = [(overlay_title, _scaled(overlay, scale))] + [
+        (title, _scaled(blend_heat_map(image_rgb, score_map, norm), scale))
+        for title, score_map in zip(heat_maps.titles, maps)]
+
+    legend_columns = max(1, width // LEGEND_COLUMN)
+    legend_height = LEGEND_ROW * math.ceil(len(legend) / legend_columns) + 4
+    below = max(legend_height, COLOUR_BAR_HEIGHT + COLOUR_BAR_TEXT if len(maps) else 0)
+    cell_width, cell_height = width + 2 * PAD, TITLE_HEIGHT + height + 4 + below + PAD
+    columns = min(len(panels), max_columns)
+    rows = math.ceil(len(panels) / columns)
+    total_width, total_height = columns * cell_width, rows * cell_height
+    # + 0.25 px: matplotlib truncates the canvas size, which a rounding error would shrink
+    figure = Figure(figsize=((total_width + 0.25) / DPI, (total_height + 0.25) / DPI), dpi=DPI,
+                    facecolor='white')
+
+    def fraction(left: float, top: float, box_width: float, box_height: float) -> tuple:
+        return (left / total_width, 1 - (top + box_height) / total_height,
+                box_width / total_width, box_height / total_height)
+
+    boxes = []
+    for index, (title, panel) in enumerate(panels):
+        row, column = divmod(index, columns)
+        left, top = column * cell_width + PAD, row * cell_height + TITLE_HEIGHT
+        boxes.append(Box(left, top, width, height))
+        axes = figure.add_axes(fraction(left, top, width, height))
+        axes.imshow(panel, interpolation='nearest', aspect='auto')
+        axes.set_axis_off()
+        figure.text((left + width / 2) / total_width, 1 - (top - 5) / total_height, title,
+                    ha='center', va='bottom', fontsize=FONT_SIZE + 2, fontweight='bold')
+        under = top + height + 4
+        if index == 0:
+            _draw_legend(figure, fraction(left, under, width, legend_height), legend,
+                         (width, legend_height))
+            continue
+        bar = figure.add_axes(fraction(left, under, width, COLOUR_BAR_HEIGHT))
+        colour_bar = figure.colorbar(ScalarMappable(norm=norm, cmap='inferno'), cax=bar,
+                                     orientation='horizontal')
+        colour_bar.locator = MaxNLocator(nbins=max(2, width // 50))
+        colour_bar.update_ticks()
+        colour_bar.ax.tick_params(labelsize=FONT_SIZE - 1, length=2, pad=1)
+        colour_bar.set_label(heat_maps.value_label, fontsize=FONT_SIZE - 1, labelpad=1)
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    picture = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    assert picture.shape[:2] == (total_height, total_width), picture.shape
+    return picture, boxes
+
+
+def save_picture(picture_rgb: np.ndarray, path: str) -> None:
+    """Writes an RGB picture as PNG (or any format OpenCV knows from the extension)."""
+    if not cv2.imwrite(path, cv2.cvtColor(picture_rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f'could not write {path!r} (does its folder exist?)')
+
+
+def _classes_and_palette(model) -> tuple[list[str], list[list[int]]]:
+    """The decoder's class names and the palette of the checkpoint's dataset (if it fits)."""
+    classes = list(model.class_names)
+    palette = (getattr(model, 'dataset_meta', None) or {}).get('palette')
+    if not palette or len(palette) < len(classes):
+        palette = default_palette(len(classes))
+    return classes, [list(colour) for colour in palette[:len(classes)]]
+
+
+def select_maps(names: Sequence[str], requested: Optional[Sequence[str]],
+                default: Sequence[int]) -> list[int]:
+    """Indices into ``names`` of the maps to draw.
+
+    Args:
+        names: The names that score maps were computed for.
+        requested: ``None``: none; empty: ``default``; else names from ``names`` (compared
+            without surrounding blanks).
+        default: Indices to draw when ``requested`` is empty.
+    """
+    if requested is None:
+        return []
+    if not requested:
+        return [index for index in default if index < len(names)]
+    stripped = [name.strip() for name in names]
+    unknown = [name for name in requested if name.strip() not in stripped]
+    if unknown:
+        raise ValueError(f'no score map for {unknown}: the names are {stripped}')
+    return [stripped.index(name.strip()) for name in requested]
+
+
+def demo_picture(model, image, score_classes: Optional[Sequence[str]] = None,
+                 class_names: Optional[Sequence[str]] = None, opacity: float = 0.5,
+                 scale: int = 1, softmax: bool = False):
+    """The demo's picture: prediction overlay plus heat-maps of the requested score maps.
+
+    Args:
+        model: A DenseCLIP segmentor from ``denseclip.apis.init_model``.
+        image: An image path or a BGR array.
+        score_classes: Names whose score maps to draw; ``None`` draws none unless
+            ``class_names`` is given (then all of them); an empty list draws the predicted
+            classes.
+        class_names: Open-vocabulary names for the text branch; the decoder keeps predicting
+            its trained classes.
+        opacity: Of the class colours over the image.
+        scale: Integer enlargement of every panel.
+        softmax: Draw ``softmax(s / tau)`` over the names instead of cosine similarities.
+
+    Returns:
+        ``(picture RGB, panel boxes, ScoreMapResult)``.
+    """
+    result = predict_with_score_maps(model, image, class_names)
+    image_rgb = (cv2.cvtColor(cv2.imread(image), cv2.COLOR_BGR2RGB)
+                 if isinstance(image, str) else np.ascontiguousarray(image[..., ::-1]))
+    classes, palette = _classes_and_palette(model)
+    prediction = result.data_sample.pred_sem_seg.data[0]
+    overlay = draw_prediction(image_rgb, result.data_sample, classes, palette, opacity)
+    legend = legend_entries(prediction, classes, palette)
+    if class_names is None:  # by default the classes the decoder predicted, largest first
+        labels, counts = torch.unique(prediction, return_counts=True)
+        default = labels[torch.argsort(counts, descending=True)].tolist()
+    else:  # by default every queried name
+        score_classes = [] if score_classes is None else score_classes
+        default = list(range(len(result.class_names)))
+    indices = select_maps(result.class_names, score_classes, default)
+    maps = result.score_maps
+    if softmax:
+        maps = torch.softmax(maps / model.tau, dim=0)
+        heat = HeatMaps(maps[indices].numpy(), [result.class_names[i].strip() for i in indices],
+                        f'softmax(s/τ) over {len(result.class_names)} names', (0.0, 1.0))
+    else:
+        heat = HeatMaps(maps[indices].numpy(), [result.class_names[i].strip() for i in indices])
+    picture, boxes = render_picture(image_rgb, overlay, legend, heat, scale)
+    return picture, boxes, result

@@ -1,0 +1,86 @@
+"""FLOPs and parameters of a config's model, as the DenseCLIP paper counted them (fvcore).
+
+``python tools/get_flops.py CONFIG [--shape 1024 [1024]] [--json] [--legacy-fvcore]``
+
+Runs on the CPU with random weights and no dataset (class names come from the config or its
+dataset's metainfo). The conventions (what is counted, what is left out) are printed with the
+numbers and explained in docs/flops.md; the counting itself is ``denseclip.utils.flops``.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+
+try:
+    import denseclip  # noqa: F401  (registers the DenseCLIP modules)
+except ImportError:  # a checkout that is not pip-installed
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import denseclip  # noqa: F401
+from denseclip.utils.build import build_segmentor, load_config
+from denseclip.utils.flops import count_flops
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Count the FLOPs and parameters of a model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--shape', type=int, nargs='+', default=[1024, 1024],
+                        help='input size: H [W] (default 1024 1024, as in the paper)')
+    parser.add_argument('--json', action='store_true', help='print one JSON object only')
+    parser.add_argument('--legacy-fvcore', action='store_true',
+                        help='count transposed convolutions over their output positions, as '
+                        "the fvcore behind the paper's ViT-B numbers did (4x too many)")
+    parser.add_argument('--count-elementwise', action='store_true',
+                        help='also count element-wise ops, activations, poolings and softmax '
+                        '(1 FLOP per element; free by default, as in fvcore and the paper)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings in the config, key=value pairs')
+    args = parser.parse_args()
+    if len(args.shape) not in (1, 2):
+        parser.error('--shape takes H or H W')
+    return args
+
+
+def print_report(config: str, report: dict) -> None:
+    height, width = report['input_shape'][1:]
+    print(f'{config}\ninput 1x3x{height}x{width}')
+    print(f"{'part':<20}{'GFLOPs':>10}{'params (M)':>12}")
+    for name, flops in report['per_module_gflops'].items():
+        params = report['per_module_params_m'].get(name)
+        note = '  (excluded)' if name in report['excluded'] else ''
+        params = '' if params is None else f'{params:.2f}'
+        print(f'{name:<20}{flops:>10.2f}{params:>12}{note}')
+    print(f"\nGFLOPs: {report['gflops']:.1f}   (traced: {report['gflops_traced']:.1f})")
+    print(f"Params: {report['params_m']:.1f} M   (total {report['params_m_total']:.1f} M, "
+          f"trainable {report['params_m_trainable']:.1f} M)")
+    print('\nConventions:')
+    for line in report['conventions']:
+        print(f'- {line}')
+
+
+def main() -> None:
+    args = parse_args()
+    size = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_segmentor(cfg)
+    report = count_flops(model, size, legacy_fvcore=args.legacy_fvcore,
+                         count_elementwise=args.count_elementwise).to_dict()
+    conventions = list(report['conventions'])
+    if report['legacy_fvcore']:
+        conventions.append('--legacy-fvcore: transposed convolutions counted over their '
+                           'output positions (as the fvcore behind the paper\'s ViT-B rows)')
+    if report['count_elementwise']:
+        conventions[2] = ('--count-elementwise: element-wise ops, activations and softmax '
+                          'count 1 per output element, poolings and reductions 1 per input '
+                          'element')
+    report['conventions'] = conventions
+    report['config'] = args.config
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_report(args.config, report)
+
+
+if __name__ == '__main__':
+    main()
