@@ -1,4 +1,4 @@
 """DenseCLIP for mmsegmentation 1.x. Importing the package registers its modules."""
-from . import apis, clip, datasets, models, utils  # noqa: F401
+from . import apis, clip, datasets, engine, models, utils  # noqa: F401
 
 __version__ = '0.1.0'

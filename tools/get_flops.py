@@ -7,19 +7,22 @@ dataset's metainfo). The conventions (what is counted, what is left out) are pri
 numbers and explained in docs/flops.md; the counting itself is ``denseclip.utils.flops``.
 """
 import argparse
+import contextlib
 import json
 import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 
-try:
-    import denseclip  # noqa: F401  (registers the DenseCLIP modules)
-except ImportError:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import denseclip  # noqa: F401
-from denseclip.utils.build import build_segmentor, load_config
-from denseclip.utils.flops import count_flops
+# mmseg prints notes on stdout when imported; --json must print nothing but the JSON object
+with contextlib.redirect_stdout(sys.stderr):
+    try:
+        import denseclip  # noqa: F401  (registers the DenseCLIP modules)
+    except ImportError:  # a checkout that is not pip-installed
+        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+        import denseclip  # noqa: F401
+    from denseclip.utils.build import build_segmentor, load_config
+    from denseclip.utils.flops import count_flops
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,10 +65,11 @@ def print_report(config: str, report: dict) -> None:
 def main() -> None:
     args = parse_args()
     size = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
-    cfg = load_config(args.config, args.cfg_options)
-    model = build_segmentor(cfg)
-    report = count_flops(model, size, legacy_fvcore=args.legacy_fvcore,
-                         count_elementwise=args.count_elementwise).to_dict()
+    with contextlib.redirect_stdout(sys.stderr):
+        cfg = load_config(args.config, args.cfg_options)
+        model = build_segmentor(cfg)
+        report = count_flops(model, size, legacy_fvcore=args.legacy_fvcore,
+                             count_elementwise=args.count_elementwise).to_dict()
     conventions = list(report['conventions'])
     if report['legacy_fvcore']:
         conventions.append('--legacy-fvcore: transposed convolutions counted over their '

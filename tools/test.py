@@ -16,6 +16,7 @@ try:
 except ImportError:  # a checkout that is not pip-installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import denseclip  # noqa: F401
+from denseclip.datasets import check_class_names, wrap_datasets
 from denseclip.utils import adapt_cfg_to_cpu, fill_class_names
 
 
@@ -49,6 +50,8 @@ def parse_args() -> argparse.Namespace:
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        parser.error(f'checkpoint {args.checkpoint!r} does not exist')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -76,6 +79,7 @@ def main() -> dict:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     fill_class_names(cfg)  # DenseCLIP: class names from the dataset metainfo
+    check_class_names(cfg)
 
     # work_dir priority: CLI > config > ./work_dirs/CONFIG_NAME
     if args.work_dir is not None:
@@ -94,6 +98,7 @@ def main() -> dict:
     if args.out is not None:
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True
+    wrap_datasets(cfg)  # clear errors for missing, unpaired, corrupt or mislabelled data
     adapt_cfg_to_cpu(cfg)
 
     runner = Runner.from_cfg(cfg)

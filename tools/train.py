@@ -1,7 +1,9 @@
-"""Train a segmentor: ``python tools/train.py CONFIG [--work-dir DIR] [--amp] ...``.
+"""Train a segmentor: ``python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp] ...``.
 
 Distributed: ``tools/dist_train.sh`` (torchrun) or ``tools/slurm_train.sh``. Without CUDA the
 run falls back to gloo, BN and bfloat16 autocast (see ``denseclip/utils/dist.py``).
+``--resume`` continues a killed run exactly where its newest intact checkpoint left it, and
+every dataset is checked for missing, unpaired and corrupt files (``docs/robustness.md``).
 """
 import argparse
 import os
@@ -16,6 +18,8 @@ try:
 except ImportError:  # a checkout that is not pip-installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import denseclip  # noqa: F401
+from denseclip.datasets import check_class_names, wrap_datasets
+from denseclip.engine import configure_resume
 from denseclip.utils import adapt_cfg_to_cpu, fill_class_names, enable_amp
 from mmseg.registry import RUNNERS
 
@@ -26,8 +30,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume',
-        action='store_true',
-        help='resume from the latest checkpoint in the work_dir automatically')
+        nargs='?',
+        const='auto',
+        metavar='CHECKPOINT',
+        help='resume from CHECKPOINT, or (without it) from the newest intact checkpoint in '
+        'the work_dir; a work_dir without checkpoints starts from scratch')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -59,6 +66,8 @@ def main() -> None:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     fill_class_names(cfg)  # DenseCLIP: class names from the dataset metainfo
+    check_class_names(cfg)
+    wrap_datasets(cfg)  # clear errors for missing, unpaired, corrupt or mislabelled data
 
     # work_dir priority: CLI > config > ./work_dirs/CONFIG_NAME
     if args.work_dir is not None:
@@ -69,7 +78,10 @@ def main() -> None:
 
     if args.amp:
         enable_amp(cfg)
-    cfg.resume = args.resume
+    if args.resume:
+        configure_resume(cfg, args.resume)  # the newest intact checkpoint and its seed
+    else:
+        cfg.resume = False
     adapt_cfg_to_cpu(cfg)
 
     if 'runner_type' in cfg:

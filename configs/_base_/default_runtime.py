@@ -9,15 +9,19 @@ env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     # NCCL for GPUs; tools/train.py and tools/test.py use gloo when CUDA is unavailable.
-    dist_cfg=dict(backend='nccl'),
+    # A collective that waits longer than `timeout` seconds for a rank that hangs raises, so
+    # the job exits instead of blocking forever (a rank that dies is noticed at once).
+    dist_cfg=dict(backend='nccl', timeout=1800),
 )
 
-vis_backends = [
-    dict(type='LocalVisBackend'),
-    # dict(type='TensorboardVisBackend'),  # needs `pip install tensorboard`
-]
+# JSON logs under WORK_DIR/TIMESTAMP/vis_data (read by tools/plot_logs.py). TensorBoard is off;
+# turn it on with `--cfg-options visualizer.tensorboard=True` (needs `pip install tensorboard`).
+vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(
-    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+    type='SegVisualizer', vis_backends=vis_backends, tensorboard=False, name='visualizer')
+# The released code synchronised the backbone's BatchNorm statistics over all GPUs (32 images);
+# mmengine converts every BN in distributed runs (the tools drop this on CPU).
+sync_bn = 'torch'
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 

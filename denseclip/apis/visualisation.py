@@ -1,16 +1,18 @@
 """Pictures of one prediction: the decoder's classes over the image, and pixel-text heat-maps.
 
 The picture is a grid of panels, each showing the image at its own size (times ``scale``):
-first the prediction overlay drawn by mmseg's ``SegLocalVisualizer`` with the dataset palette
-and a legend of the predicted classes, then one heat-map per requested name with the name as
-title and a colour bar. Panels are placed pixel-exactly (no resampling at ``scale`` 1), so
-``panel_boxes`` tells where each one lies in the written PNG.
+the input, the prediction overlay drawn by mmseg's ``SegLocalVisualizer`` with the dataset
+palette and a legend of the predicted classes, then one heat-map per requested name with the
+name as title and a colour bar. Panels are placed pixel-exactly (no resampling at ``scale`` 1);
+``render_picture`` returns where each one lies in the picture.
 """
 import math
+import os
 from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 import cv2
+import mmcv
 import numpy as np
 import torch
 from matplotlib import colormaps
@@ -23,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from mmseg.structures import SegDataSample
 from mmseg.visualization import SegLocalVisualizer
 
-from .score_maps import predict_with_score_maps
+from .predict import predict_with_score_maps
 
 #: Layout in pixels (text sizes in points at ``DPI``).
 DPI = 100
@@ -35,6 +37,7 @@ LEGEND_ROW = 16
 LEGEND_COLUMN = 120
 MAX_LEGEND_ENTRIES = 12
 FONT_SIZE = 8
+COLOUR_MAP = 'inferno'
 
 
 class Box(NamedTuple):
@@ -73,14 +76,16 @@ def legend_entries(prediction: torch.Tensor, classes: Sequence[str],
                    palette: Sequence[Sequence[int]]) -> list[tuple[str, tuple[float, ...]]]:
     """``(label, RGB in [0, 1])`` for the predicted classes, largest area first."""
     labels, counts = torch.unique(prediction, return_counts=True)
-    order = torch.argsort(counts, descending=True)
+    order = torch.argsort(counts, descending=True, stable=True)
     total = int(counts.sum())
     entries = []
     for label, count in zip(labels[order].tolist(), counts[order].tolist()):
         if label >= len(classes):  # ignore index
             continue
         colour = tuple(channel / 255 for channel in palette[label])
-        entries.append((f'{classes[label].strip()} {100 * count / total:.0f}%', colour))
+        share = 100 * count / total
+        share = f'{share:.0f}%' if share >= 0.5 else '<1%'
+        entries.append((f'{classes[label].strip()} {share}', colour))
     if len(entries) > MAX_LEGEND_ENTRIES:
         rest = len(entries) - MAX_LEGEND_ENTRIES + 1
         entries = entries[:MAX_LEGEND_ENTRIES - 1] + [(f'+ {rest} more classes', (1, 1, 1))]
@@ -88,7 +93,7 @@ def legend_entries(prediction: torch.Tensor, classes: Sequence[str],
 
 
 def blend_heat_map(image_rgb: np.ndarray, score_map: np.ndarray, norm: Normalize,
-                   cmap_name: str = 'inferno', alpha: float = 0.7) -> np.ndarray:
+                   cmap_name: str = COLOUR_MAP, alpha: float = 0.7) -> np.ndarray:
     """A score map in colour over the image in grey (RGB ``uint8``)."""
     grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None] / 255
     colours = colormaps[cmap_name](norm(score_map))[..., :3]
@@ -121,29 +126,34 @@ def _draw_legend(figure: Figure, box: tuple, entries, size: tuple[int, int]) -> 
 
 
 def render_picture(image_rgb: np.ndarray, overlay: np.ndarray, legend, heat_maps: HeatMaps,
-                   scale: int = 1, max_columns: int = 4,
+                   scale: int = 1, max_width: int = 1600,
                    overlay_title: str = 'prediction') -> tuple[np.ndarray, list[Box]]:
-    """Lays out the overlay and the heat-maps; returns the RGB picture and the panel boxes.
+    """Lays out input, overlay and heat-maps; returns the RGB picture and the panel boxes.
 
     Each panel is the image's size times ``scale`` (nearest-neighbour enlargement); titles,
-    the legend and the colour bars lie outside the panels.
+    the legend and the colour bars lie outside the panels. Panels fill rows of at most
+    ``max_width`` pixels (at least one panel a row), balanced: 6 panels make rows of 3 + 3.
     """
     height, width = image_rgb.shape[0] * scale, image_rgb.shape[1] * scale
     maps = np.asarray(heat_maps.maps, dtype=np.float32)
     low, high = heat_maps.value_range or ((float(maps.min()), float(maps.max()))
                                           if len(maps) else (0.0, 1.0))
     norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-6)
-    panels = [(overlay_title, _scaled(overlay, scale))] + [
-        (title, _scaled(blend_heat_map(image_rgb, score_map, norm), scale))
+    legend_height = LEGEND_ROW * math.ceil(len(legend) / max(1, width // LEGEND_COLUMN)) + 4
+    bar_height = COLOUR_BAR_HEIGHT + COLOUR_BAR_TEXT
+    # (title, pixels, height of what goes under the panel)
+    panels = [('input', _scaled(image_rgb, scale), 0),
+              (overlay_title, _scaled(overlay, scale), legend_height)] + [
+        (title, _scaled(blend_heat_map(image_rgb, score_map, norm), scale), bar_height)
         for title, score_map in zip(heat_maps.titles, maps)]
 
-    legend_columns = max(1, width // LEGEND_COLUMN)
-    legend_height = LEGEND_ROW * math.ceil(len(legend) / legend_columns) + 4
-    below = max(legend_height, COLOUR_BAR_HEIGHT + COLOUR_BAR_TEXT if len(maps) else 0)
-    cell_width, cell_height = width + 2 * PAD, TITLE_HEIGHT + height + 4 + below + PAD
-    columns = min(len(panels), max_columns)
-    rows = math.ceil(len(panels) / columns)
-    total_width, total_height = columns * cell_width, rows * cell_height
+    cell_width = width + 2 * PAD
+    columns = max(1, min(len(panels), max_width // cell_width))
+    columns = math.ceil(len(panels) / math.ceil(len(panels) / columns))  # balance the rows
+    rows = [panels[start:start + columns] for start in range(0, len(panels), columns)]
+    row_heights = [TITLE_HEIGHT + height + 4 + max(under for *_, under in row) + PAD
+                   for row in rows]
+    total_width, total_height = columns * cell_width, sum(row_heights)
     # + 0.25 px: matplotlib truncates the canvas size, which a rounding error would shrink
     figure = Figure(figsize=((total_width + 0.25) / DPI, (total_height + 0.25) / DPI), dpi=DPI,
                     facecolor='white')
@@ -153,9 +163,9 @@ def render_picture(image_rgb: np.ndarray, overlay: np.ndarray, legend, heat_maps
                 box_width / total_width, box_height / total_height)
 
     boxes = []
-    for index, (title, panel) in enumerate(panels):
+    for index, (title, panel, _) in enumerate(panels):
         row, column = divmod(index, columns)
-        left, top = column * cell_width + PAD, row * cell_height + TITLE_HEIGHT
+        left, top = column * cell_width + PAD, sum(row_heights[:row]) + TITLE_HEIGHT
         boxes.append(Box(left, top, width, height))
         axes = figure.add_axes(fraction(left, top, width, height))
         axes.imshow(panel, interpolation='nearest', aspect='auto')
@@ -163,17 +173,12 @@ def render_picture(image_rgb: np.ndarray, overlay: np.ndarray, legend, heat_maps
         figure.text((left + width / 2) / total_width, 1 - (top - 5) / total_height, title,
                     ha='center', va='bottom', fontsize=FONT_SIZE + 2, fontweight='bold')
         under = top + height + 4
-        if index == 0:
+        if index == 1:
             _draw_legend(figure, fraction(left, under, width, legend_height), legend,
                          (width, legend_height))
-            continue
-        bar = figure.add_axes(fraction(left, under, width, COLOUR_BAR_HEIGHT))
-        colour_bar = figure.colorbar(ScalarMappable(norm=norm, cmap='inferno'), cax=bar,
-                                     orientation='horizontal')
-        colour_bar.locator = MaxNLocator(nbins=max(2, width // 50))
-        colour_bar.update_ticks()
-        colour_bar.ax.tick_params(labelsize=FONT_SIZE - 1, length=2, pad=1)
-        colour_bar.set_label(heat_maps.value_label, fontsize=FONT_SIZE - 1, labelpad=1)
+        elif index > 1:
+            _draw_colour_bar(figure, fraction(left, under, width, COLOUR_BAR_HEIGHT), norm,
+                             heat_maps.value_label, width)
 
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
@@ -182,9 +187,22 @@ def render_picture(image_rgb: np.ndarray, overlay: np.ndarray, legend, heat_maps
     return picture, boxes
 
 
-def save_picture(picture_rgb: np.ndarray, path: str) -> None:
+def _draw_colour_bar(figure: Figure, box: tuple, norm: Normalize, label: str,
+                     width: int) -> None:
+    axes = figure.add_axes(box)
+    colour_bar = figure.colorbar(ScalarMappable(norm=norm, cmap=COLOUR_MAP), cax=axes,
+                                 orientation='horizontal')
+    colour_bar.locator = MaxNLocator(nbins=max(2, width // 50))
+    colour_bar.update_ticks()
+    colour_bar.ax.tick_params(labelsize=FONT_SIZE - 1, length=2, pad=1)
+    colour_bar.set_label(label, fontsize=FONT_SIZE - 1, labelpad=1)
+
+
+def save_picture(picture_rgb: np.ndarray, path: str | os.PathLike) -> None:
     """Writes an RGB picture as PNG (or any format OpenCV knows from the extension)."""
-    if not cv2.imwrite(path, cv2.cvtColor(picture_rgb, cv2.COLOR_RGB2BGR)):
+    path = os.fspath(path)
+    options = [cv2.IMWRITE_PNG_COMPRESSION, 9] if path.lower().endswith('.png') else []
+    if not cv2.imwrite(path, cv2.cvtColor(picture_rgb, cv2.COLOR_RGB2BGR), options):
         raise OSError(f'could not write {path!r} (does its folder exist?)')
 
 
@@ -214,7 +232,8 @@ def select_maps(names: Sequence[str], requested: Optional[Sequence[str]],
     stripped = [name.strip() for name in names]
     unknown = [name for name in requested if name.strip() not in stripped]
     if unknown:
-        raise ValueError(f'no score map for {unknown}: the names are {stripped}')
+        raise ValueError(f'no score map for {unknown}: the names are {stripped}; ask for other '
+                         'names as open-vocabulary class names (--classes)')
     return [stripped.index(name.strip()) for name in requested]
 
 
@@ -239,25 +258,28 @@ def demo_picture(model, image, score_classes: Optional[Sequence[str]] = None,
         ``(picture RGB, panel boxes, ScoreMapResult)``.
     """
     result = predict_with_score_maps(model, image, class_names)
-    image_rgb = (cv2.cvtColor(cv2.imread(image), cv2.COLOR_BGR2RGB)
-                 if isinstance(image, str) else np.ascontiguousarray(image[..., ::-1]))
+    image_rgb = (np.ascontiguousarray(image[..., ::-1]) if isinstance(image, np.ndarray)
+                 else mmcv.imread(os.fspath(image), channel_order='rgb'))
     classes, palette = _classes_and_palette(model)
     prediction = result.data_sample.pred_sem_seg.data[0]
     overlay = draw_prediction(image_rgb, result.data_sample, classes, palette, opacity)
     legend = legend_entries(prediction, classes, palette)
     if class_names is None:  # by default the classes the decoder predicted, largest first
         labels, counts = torch.unique(prediction, return_counts=True)
-        default = labels[torch.argsort(counts, descending=True)].tolist()
+        default = labels[torch.argsort(counts, descending=True, stable=True)].tolist()
     else:  # by default every queried name
         score_classes = [] if score_classes is None else score_classes
         default = list(range(len(result.class_names)))
     indices = select_maps(result.class_names, score_classes, default)
     maps = result.score_maps
+    titles = [result.class_names[index].strip() for index in indices]
+    if class_names is not None:
+        titles = [f"'{title}' (query)" for title in titles]
     if softmax:
         maps = torch.softmax(maps / model.tau, dim=0)
-        heat = HeatMaps(maps[indices].numpy(), [result.class_names[i].strip() for i in indices],
-                        f'softmax(s/τ) over {len(result.class_names)} names', (0.0, 1.0))
+        heat = HeatMaps(maps[indices].numpy(), titles,
+                        f'softmax(s/τ) over the {len(result.class_names)} names', (0.0, 1.0))
     else:
-        heat = HeatMaps(maps[indices].numpy(), [result.class_names[i].strip() for i in indices])
+        heat = HeatMaps(maps[indices].numpy(), titles)
     picture, boxes = render_picture(image_rgb, overlay, legend, heat, scale)
     return picture, boxes, result

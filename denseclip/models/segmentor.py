@@ -13,13 +13,15 @@ from torch import nn
 
 from denseclip.clip.tokenizer import tokenize
 
+from .slide import BatchedSlideMixin
+
 #: Backbones that take ``pretrained`` (a CLIP checkpoint) from ``model.pretrained``.
 CLIP_BACKBONES = ('CLIPResNet', 'CLIPResNetWithAttention', 'CLIPVisionTransformer')
 PROMPTING_MODES = ('none', 'pre', 'post', 'pre+post')
 
 
 @MODELS.register_module()
-class DenseCLIP(EncoderDecoder):
+class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
     """Pixel-text matching on top of mmseg's ``EncoderDecoder``.
 
     What differs from ``EncoderDecoder`` is only feature extraction, the text branch and the
@@ -34,6 +36,9 @@ class DenseCLIP(EncoderDecoder):
                 -> auxiliary_head.loss  ('aux.*')
         predict -> inference (mmseg: whole / slide) -> encode_decode -> extract_feat
                 -> forward_features (as above) -> decode_head.predict
+
+    ``test_cfg.slide_batch_size = N`` decodes ``N`` sliding-window crops per forward pass
+    (:class:`~denseclip.models.slide.BatchedSlideMixin`); unset, mmseg's crop-by-crop loop runs.
 
     At inference without pre-model prompting the text encoder's output does not depend on the
     image; it is computed once and reused until a weight it depends on changes.
@@ -161,6 +166,21 @@ class DenseCLIP(EncoderDecoder):
         module['in_channels'] = channels
         return module
 
+    def _tokenize_names(self, context_length: int) -> torch.Tensor:
+        try:
+            return tokenize(self.class_names, context_length)
+        except ValueError:  # name the names and the config keys (the tokenizer knows neither)
+            # EOS has the largest id: its position + 1 is the tokenized length
+            lengths = {name: int(tokenize(name, 77, truncate=True).argmax()) + 1
+                       for name in self.class_names}
+            too_long = {name: length for name, length in lengths.items()
+                        if length > context_length}
+            raise ValueError(
+                f'model.class_names: {too_long} (name: tokens with SOS and EOS) do not fit '
+                f'model.context_length={context_length}; shorten those names, or raise '
+                'model.context_length and model.text_encoder.context_length by the same '
+                'amount') from None
+
     def _build_text_branch(self, context_length: int, context_decoder: Optional[dict],
                            pre_prompter: Optional[dict]) -> None:
         encoder = self.text_encoder
@@ -168,7 +188,7 @@ class DenseCLIP(EncoderDecoder):
         if num_contexts < 0:
             raise ValueError(f'model.context_length={context_length} exceeds the text '
                              f'encoder context_length {encoder.context_length}')
-        self.register_buffer('texts', tokenize(self.class_names, context_length),
+        self.register_buffer('texts', self._tokenize_names(context_length),
                              persistent=False)  # [K, N]
         self.context_decoder = self.pre_prompter = None
         if 'pre' in self.prompting:

@@ -4,6 +4,7 @@ import os
 from typing import Optional, Union
 
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 from torch import nn
@@ -35,4 +36,6 @@ def build_segmentor(cfg: Config) -> nn.Module:
     register_all_modules(init_default_scope=False)
     model_cfg = copy.deepcopy(cfg.model)
     revert_sync_bn_cfg(model_cfg)
-    return MODELS.build(model_cfg).eval()
+    # nested modules (the data preprocessor ...) are looked up in the config's scope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
+        return MODELS.build(model_cfg).eval()

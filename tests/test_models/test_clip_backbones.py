@@ -392,11 +392,24 @@ def test_vit_rejects_bad_patch_sizes(input_resolution, patch_size):
                               out_indices=(0, 1, 2, 3))
 
 
-def test_vit_init_weights_loads_and_resizes(make_clip, save_clip):
+def test_vit_without_embeddings_has_no_unused_parameters(make_clip, save_clip):
     clip = make_clip('vit')
     model = CLIPVisionTransformer(input_resolution=128, patch_size=16, width=64, layers=4,
                                   heads=2, output_dim=32, out_indices=(0, 1, 2, 3),
                                   pretrained=save_clip(clip))
+    keys = set(model.state_dict())
+    assert not any(key.startswith(('ln_post', 'proj')) for key in keys)
+    model.init_weights()  # the checkpoint's ln_post / proj are ignored, the rest loads
+    assert torch.equal(model.conv1.weight, clip.visual.conv1.weight)
+    sum(level.sum() for level in model(torch.randn(2, 3, 64, 64))).backward()
+    assert all(param.grad is not None for param in model.parameters())
+
+
+def test_vit_init_weights_loads_and_resizes(make_clip, save_clip):
+    clip = make_clip('vit')
+    model = CLIPVisionTransformer(input_resolution=128, patch_size=16, width=64, layers=4,
+                                  heads=2, output_dim=32, out_indices=(0, 1, 2, 3),
+                                  get_embeddings=True, pretrained=save_clip(clip))
     fpn_before = {key: value.clone() for key, value in model.state_dict().items()
                   if key.startswith('fpn')}
     model.init_weights()

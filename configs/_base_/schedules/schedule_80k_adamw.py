@@ -11,14 +11,13 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         # The CLIP image encoder is fine-tuned 10x slower than the randomly initialised
         # parts; the text encoder is frozen by the model (requires_grad=False), so it has
-        # no parameters here. mmengine applies the longest matching custom key and skips
-        # the generic rules for it: backbone norms take `backbone`'s settings (they keep
-        # their decay, as in the released code); elsewhere norm layers are not decayed.
+        # no parameters here. As in the released code, parameters whose names contain
+        # 'norm' (the neck/heads' `norm*` layers, the context decoder's norm1-3) are not
+        # decayed; mmengine applies the longest matching key, so backbone norms keep theirs.
         custom_keys={
             'backbone': dict(lr_mult=0.1),
             'norm': dict(decay_mult=0.),
-        },
-        norm_decay_mult=0.0))
+        }))
 
 param_scheduler = [
     dict(
@@ -27,12 +26,14 @@ param_scheduler = [
         by_epoch=False,
         begin=0,
         end=warmup_iters),
+    # poly over the whole run, multiplied by the warm-up while both are active: the released
+    # (mmcv) schedule, where the warm-up scales the poly learning rate
     dict(
         type='PolyLR',
         power=0.9,
         eta_min=1e-6,
         by_epoch=False,
-        begin=warmup_iters,
+        begin=0,
         end=max_iters),
 ]
 
@@ -40,14 +41,20 @@ train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=eval_interval)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# denseclip.engine's hooks make long jobs safe to kill and resume (docs/robustness.md):
+# checkpoints are written atomically and never with NaN weights, a non-finite loss stops
+# training before the optimiser step, and the random generators are reseeded per iteration
+# so that `tools/train.py --resume` continues exactly as an uninterrupted run would.
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='CheckpointHook',
+        type='AtomicCheckpointHook',
         by_epoch=False,
         interval=eval_interval,
         max_keep_ckpts=3),  # checkpoints hold the AdamW state too: keep a few
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    nan_guard=dict(type='NaNGuardHook', action='stop'),  # or 'skip' the step
+    seed=dict(type='IterationSeedHook'),
     visualization=dict(type='SegVisualizationHook'))

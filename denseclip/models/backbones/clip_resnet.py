@@ -7,6 +7,17 @@ from mmseg.registry import MODELS
 from denseclip.clip.checkpoint import load_tower
 from denseclip.clip.resnet import ModifiedResNet, ResNetTrunk
 
+STRIDE = 32  # of C5, the attention pool's grid
+
+
+def check_input_size(x: torch.Tensor, stride: int, backbone: str) -> None:
+    """Inputs smaller than the output stride leave an empty feature grid."""
+    if min(x.shape[-2:]) < stride:
+        raise ValueError(
+            f'{backbone}: input {tuple(x.shape[-2:])} is smaller than its output stride '
+            f'{stride}, so the feature grid (and the positional embedding resized to it) would '
+            f'be empty; use crops / test scales of at least {stride} px')
+
 
 @MODELS.register_module()
 class CLIPResNet(ResNetTrunk):
@@ -29,6 +40,7 @@ class CLIPResNet(ResNetTrunk):
             load_tower(self, self.pretrained, 'visual', allowed_unexpected=('attnpool.*',))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        check_input_size(x, STRIDE, type(self).__name__)
         return tuple(self.forward_stages(x))
 
 
@@ -54,6 +66,12 @@ class CLIPResNetWithAttention(ModifiedResNet):
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), output_dim: int = 1024,
                  input_resolution: int = 224, width: int = 64, heads: Optional[int] = None,
                  pretrained: Optional[str] = None):
+        if input_resolution % STRIDE:
+            raise ValueError(
+                f'model.backbone.input_resolution={input_resolution} is not a multiple of '
+                f'{STRIDE} (the ResNet\'s output stride): the attention pool\'s positional '
+                f'embedding needs a whole grid; use the crop size rounded to a multiple of '
+                f'{STRIDE}, e.g. {max(STRIDE, round(input_resolution / STRIDE) * STRIDE)}')
         super().__init__(tuple(layers), output_dim, heads or width * 32 // 64, input_resolution,
                          width)
         self.pretrained = pretrained
@@ -64,5 +82,6 @@ class CLIPResNetWithAttention(ModifiedResNet):
 
     def forward(self, x: torch.Tensor) -> tuple:
         """Returns ``(C2, C3, C4, C5, (global [B, D], dense [B, D, h, w]))``."""
+        check_input_size(x, STRIDE, type(self).__name__)
         features = self.forward_stages(x)
         return (*features, self.attnpool(features[-1]))

@@ -9,6 +9,8 @@ from torch import nn
 from denseclip.clip.checkpoint import load_tower
 from denseclip.clip.vit import VisionTransformer
 
+from .clip_resnet import check_input_size
+
 
 def _pyramid(width: int, patch_size: int, norm_cfg: dict) -> list[nn.Module]:
     """Four levels at strides 4, 8, 16, 32 from the ``1/patch_size`` token map.
@@ -60,7 +62,8 @@ class CLIPVisionTransformer(VisionTransformer):
         output_dim: Embedding dimension.
         out_indices: Four block indices whose outputs feed the pyramid.
         drop_path_rate: Stochastic depth, rising linearly to this rate over the blocks.
-        get_embeddings: Also return ``(global, dense)`` embeddings.
+        get_embeddings: Also return ``(global, dense)`` embeddings; without them the tower has
+            no ``ln_post`` / ``proj``.
         norm_cfg: Norm inside ``fpn1`` (patch 16): ``BN`` here, ``SyncBN`` in multi-GPU configs.
         pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
     """
@@ -70,6 +73,12 @@ class CLIPVisionTransformer(VisionTransformer):
                  out_indices: Sequence[int] = (3, 5, 7, 11), drop_path_rate: float = 0.0,
                  get_embeddings: bool = False, norm_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None):
+        if input_resolution % patch_size:
+            raise ValueError(
+                f'model.backbone.input_resolution={input_resolution} is not a multiple of '
+                f'patch_size={patch_size}: the positional embedding needs a whole patch grid; '
+                f'use the crop size rounded to a multiple of {patch_size}, e.g. '
+                f'{max(patch_size, round(input_resolution / patch_size) * patch_size)}')
         super().__init__(input_resolution, patch_size, width, layers, heads, output_dim,
                          drop_path_rate)
         if len(out_indices) != 4 or not all(0 <= index < layers for index in out_indices):
@@ -77,6 +86,9 @@ class CLIPVisionTransformer(VisionTransformer):
                              f'{list(out_indices)}')
         self.out_indices = tuple(out_indices)
         self.get_embeddings = get_embeddings
+        if not get_embeddings:
+            # as in the released CLIP+FPN baseline: no unused parameters (DDP would reject them)
+            self.ln_post = self.proj = None
         self.pretrained = pretrained
         levels = _pyramid(width, patch_size, norm_cfg or dict(type='BN', requires_grad=True))
         self.fpn1, self.fpn2, self.fpn3, self.fpn4 = levels
@@ -87,10 +99,13 @@ class CLIPVisionTransformer(VisionTransformer):
 
     def init_weights(self) -> None:
         if self.pretrained:
-            load_tower(self, self.pretrained, 'visual', allowed_missing=('fpn*',))
+            unused = () if self.get_embeddings else ('ln_post.*', 'proj')
+            load_tower(self, self.pretrained, 'visual', allowed_missing=('fpn*',),
+                       allowed_unexpected=unused)
 
     def forward(self, x: torch.Tensor) -> tuple:
         """Returns 4 maps at strides 4..32, then ``(global, dense)`` if ``get_embeddings``."""
+        check_input_size(x, 32, type(self).__name__)  # fpn4: stride 32
         tokens, (height, width) = self.embed(x)  # [1 + H*W, B, C]
         maps = []
         for index, block in enumerate(self.transformer.resblocks):

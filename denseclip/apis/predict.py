@@ -1,6 +1,8 @@
-"""One image through DenseCLIP: the decoder's prediction and the pixel-text score maps, computed
-on the same preprocessed input and brought back to the image's original size."""
+"""Images through a segmentor: mmseg's ``inference_model`` without its side effect, and, for
+DenseCLIP, the decoder's prediction with the pixel-text score maps of the same preprocessed
+input, brought back to the image's original size."""
 import copy
+import os
 from collections.abc import Sequence
 from typing import NamedTuple, Optional, Union
 
@@ -11,7 +13,8 @@ from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 from torch import nn
 
-ImageType = Union[str, np.ndarray]
+ImageType = Union[str, os.PathLike, np.ndarray]
+ImagesType = Union[ImageType, Sequence[ImageType]]
 
 #: Test-pipeline steps that need a label file, which an inference image does not have.
 ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation')
@@ -42,14 +45,37 @@ def inference_pipeline(cfg, from_array: bool) -> Compose:
     return Compose(steps)
 
 
+def pack_inputs(model: nn.Module, images: Sequence[ImageType]) -> dict:
+    """Runs the test pipeline on images (paths, or BGR arrays as OpenCV reads them):
+    ``dict(inputs=[3, H', W'] each, data_samples=[...])``, as a data loader gives them."""
+    batch = dict(inputs=[], data_samples=[])
+    for image in images:
+        from_array = isinstance(image, np.ndarray)
+        packed = inference_pipeline(model.cfg, from_array)(
+            dict(img=image) if from_array else dict(img_path=os.fspath(image)))
+        batch['inputs'].append(packed['inputs'])
+        batch['data_samples'].append(packed['data_samples'])
+    return batch
+
+
+def inference_model(model: nn.Module,
+                    images: ImagesType) -> Union[SegDataSample, list[SegDataSample]]:
+    """``mmseg.apis.inference_model`` without its side effect.
+
+    mmseg's rewrites ``model.cfg.test_pipeline`` in place when given an array, after which the
+    same model fails on paths; this builds the pipeline afresh for each call. Images are paths
+    or BGR arrays (as ``cv2.imread`` returns); a list gives a list of results.
+    """
+    is_batch = isinstance(images, (list, tuple))
+    with torch.no_grad():
+        results = model.test_step(pack_inputs(model, images if is_batch else [images]))
+    return results if is_batch else results[0]
+
+
 def preprocess(model: nn.Module, image: ImageType) -> dict:
-    """Packs one image (a path, or a BGR array as OpenCV reads it) with the test pipeline and
-    runs the model's data preprocessor: ``dict(inputs=[1, 3, H', W'], data_samples=[...])``."""
-    from_array = isinstance(image, np.ndarray)
-    packed = inference_pipeline(model.cfg, from_array)(
-        dict(img=image) if from_array else dict(img_path=image))
-    batch = dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']])
-    return model.data_preprocessor(batch, False)
+    """One image packed by the test pipeline and run through the model's data preprocessor:
+    ``dict(inputs=[1, 3, H', W'], data_samples=[...])``."""
+    return model.data_preprocessor(pack_inputs(model, [image]), False)
 
 
 def to_original_size(maps: torch.Tensor, metainfo: dict,

@@ -1,0 +1,21 @@
+"""Robust training: safe checkpoint loading, atomic checkpoints, exact resume, NaN guard.
+
+Importing this package (``import denseclip`` does) registers the hooks and the ``atomic_local``
+file backend and makes mmengine load every checkpoint with ``weights_only=True``
+(:func:`denseclip.engine.safe_load.install`). See ``docs/robustness.md``.
+"""
+from . import safe_load
+from .atomic_io import AtomicLocalBackend, atomic_write, remove_partial_files
+from .hooks import (AtomicCheckpointHook, IterationSeedHook, NaNGuardHook, NonFiniteLossError,
+                    NonFiniteWeightsError)
+from .resume import checkpoint_problem, configure_resume, find_resume_checkpoint
+from .safe_load import load_from_local_weights_only, weights_only_load
+
+safe_load.install()
+
+__all__ = [
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'IterationSeedHook', 'NaNGuardHook',
+    'NonFiniteLossError', 'NonFiniteWeightsError', 'atomic_write', 'checkpoint_problem',
+    'configure_resume', 'find_resume_checkpoint', 'load_from_local_weights_only',
+    'remove_partial_files', 'weights_only_load'
+]

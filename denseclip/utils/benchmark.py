@@ -1,0 +1,181 @@
+"""Throughput and peak memory of a segmentor on synthetic inputs (no weights, no dataset).
+
+Inference runs mmseg's ``test_step`` (data preprocessor, whole or slide inference, the
+post-processing to the original size) under ``torch.no_grad``; training runs ``train_step``
+(forward, losses, backward, optimiser step) with the optimiser wrapper that the config's
+``optim_wrapper`` builds. Warm-up iterations are excluded; the reported rate is the median over
+``repeats`` timed runs of ``iters`` iterations each. Peak memory is CUDA's max-allocated on a
+GPU and the process's peak resident set size (``VmHWM``, reset before each measurement where
+the kernel allows it) on a CPU.
+"""
+import contextlib
+import copy
+import re
+import resource
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.runner.amp import autocast
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+from torch import nn
+
+from .amp import enable_amp
+
+_STATUS = '/proc/self/status'
+
+
+def _reset_peak_rss() -> bool:
+    """Resets the kernel's high-water mark of this process's RSS; False if not allowed."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as file:
+            file.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open(_STATUS) as file:
+            return int(re.search(r'VmHWM:\s+(\d+)', file.read()).group(1)) / 1024
+    except (OSError, AttributeError):  # no procfs: the lifetime peak (KiB on Linux)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakMemory:
+    """Context manager measuring peak memory in MiB (``.mb``) and its kind (``.kind``)."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        self.mb = 0.0
+        self.kind = ''
+
+    def __enter__(self) -> 'PeakMemory':
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.kind = 'cuda_max_allocated'
+        else:
+            self.kind = 'peak_rss' if _reset_peak_rss() else 'peak_rss_since_start'
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self.mb = _peak_rss_mb()
+
+
+def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int,
+                    with_labels: bool, seed: int = 0) -> dict:
+    """A batch as mmseg's ``PackSegInputs`` makes it: uint8 images ``[3, H, W]`` and samples."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        inputs.append(torch.randint(0, 256, (3, *size), generator=generator, dtype=torch.uint8))
+        sample = SegDataSample()
+        sample.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
+        if with_labels:
+            label = torch.randint(0, num_classes, (1, *size), generator=generator)
+            sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def time_runs(step: Callable[[], object], warmup: int, iters: int, repeats: int,
+              device: torch.device) -> list[float]:
+    """Seconds per iteration of ``step`` in each of ``repeats`` runs, after ``warmup`` calls."""
+    def sync() -> None:
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    runs = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        sync()
+        runs.append((time.perf_counter() - start) / iters)
+    return runs
+
+
+def _summary(runs: list[float], per_iter_items: int, memory: PeakMemory) -> dict:
+    median = statistics.median(runs)
+    return dict(s_per_iter=median, items_per_s=per_iter_items / median,
+                runs_s_per_iter=runs, peak_memory_mb=memory.mb, peak_memory_kind=memory.kind)
+
+
+def _amp_context(enabled: bool, device: torch.device):
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if device.type == 'cpu' else torch.float16
+    return autocast(device_type=device.type, dtype=dtype)
+
+
+def benchmark_inference(model: nn.Module, mode: str, size: tuple[int, int],
+                        batch_size: int = 1, warmup: int = 1, iters: int = 3,
+                        repeats: int = 3, amp: bool = False) -> dict:
+    """Images per second of ``model.test_step`` in ``'whole'`` or ``'slide'`` mode.
+
+    The model's ``test_cfg`` is switched to ``mode`` for the measurement and restored after.
+    """
+    if mode not in ('whole', 'slide'):
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    device = next(model.parameters()).device
+    num_classes = getattr(model, 'num_classes', 1)
+    data = synthetic_batch(batch_size, size, num_classes, with_labels=False)
+    test_cfg = copy.deepcopy(model.test_cfg)
+    model.test_cfg.mode = mode
+    model.eval()
+
+    def step():
+        with torch.no_grad(), _amp_context(amp, device):
+            return model.test_step(data)
+
+    try:
+        with PeakMemory(device) as memory:
+            runs = time_runs(step, warmup, iters, repeats, device)
+    finally:
+        model.test_cfg = test_cfg
+    return dict(mode=mode, shape=list(size), batch_size=batch_size, amp=amp,
+                **_summary(runs, batch_size, memory))
+
+
+def build_train_optim_wrapper(model: nn.Module, cfg: Config, amp: bool = False):
+    """The optimiser wrapper of ``cfg.optim_wrapper`` (``paramwise_cfg`` included); with
+    ``amp``, the one ``tools/train.py --amp`` would use (fp16 on GPUs, bfloat16 on CPUs)."""
+    cfg = copy.deepcopy(cfg)
+    if amp:
+        enable_amp(cfg)
+    return build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def benchmark_training(model: nn.Module, cfg: Config, size: tuple[int, int],
+                       batch_size: int = 2, warmup: int = 1, iters: int = 3,
+                       repeats: int = 3, amp: bool = False,
+                       optim_wrapper: Optional[object] = None) -> dict:
+    """Training iterations per second of ``model.train_step`` at crop ``size``."""
+    device = next(model.parameters()).device
+    optim_wrapper = optim_wrapper or build_train_optim_wrapper(model, cfg, amp)
+    num_classes = getattr(model, 'num_classes', 1)
+    data = synthetic_batch(batch_size, size, num_classes, with_labels=True)
+    model.train()
+    try:
+        with PeakMemory(device) as memory:
+            runs = time_runs(lambda: model.train_step(data, optim_wrapper), warmup, iters,
+                             repeats, device)
+    finally:
+        model.eval()
+    result = _summary(runs, 1, memory)
+    result['iters_per_s'] = result.pop('items_per_s')
+    return dict(mode='train', shape=list(size), batch_size=batch_size, amp=amp,
+                images_per_s=batch_size * result['iters_per_s'], **result)

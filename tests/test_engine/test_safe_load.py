@@ -1,0 +1,138 @@
+"""Every checkpoint mmengine loads goes through ``torch.load(weights_only=True)``.
+
+mmengine's own loader retries with ``weights_only=False`` when the safe load fails; importing
+``denseclip`` closes that for local paths (``load_from``, ``--resume``, ``tools/test.py``) and
+for the remote schemes. Resume checkpoints (numpy values, ``HistoryBuffer`` message hubs,
+optimiser state) still load; TorchScript archives load through ``torch.jit.load``; a pickle
+that would run code is refused, and the code does not run.
+"""
+import os
+import pickle
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.runner import checkpoint as mmengine_checkpoint
+from mmengine.runner import load_checkpoint
+from torch import nn
+
+import denseclip  # noqa: F401  (installs the safe loader)
+from denseclip.clip import CheckpointError
+from denseclip.engine import weights_only_load
+
+
+class Exploit:
+    """Unpickling this creates a directory: code chosen by the file's author."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+class GetattrExploit:
+    """Reaches a private attribute of an allowed class through ``getattr``."""
+
+    def __reduce__(self):
+        return getattr, (HistoryBuffer, '__init__')
+
+
+def resume_checkpoint(model: nn.Module) -> dict:
+    """What ``Runner.save_checkpoint`` writes: meta, weights, message hub, optimiser, schedulers."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(2, 3)).sum().backward()
+    optimizer.step()
+    hub = MessageHub.get_instance('test_safe_load')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_scalar('train/lr', np.float64(1e-3))
+    hub.update_info('iter', 7)
+    hub.update_info('eta', np.float64(12.5))
+    return dict(meta=dict(iter=7, epoch=0, seed=3, cfg='model = dict()',
+                          dataset_meta=dict(classes=('wall', 'sky'), palette=[[1, 2, 3]])),
+                state_dict=model.state_dict(), message_hub=hub.state_dict(),
+                optimizer=optimizer.state_dict(),
+                param_schedulers=[dict(last_step=7, base_values=[1e-3], by_epoch=False)])
+
+
+def test_resume_checkpoint_loads_weights_only(tmp_path):
+    model = nn.Linear(3, 2)
+    path = tmp_path / 'iter_7.pth'
+    torch.save(resume_checkpoint(model), path)
+    with zipfile.ZipFile(path) as archive:  # what plain weights_only=True would refuse:
+        pickled = archive.read(next(n for n in archive.namelist() if n.endswith('data.pkl')))
+    assert b'HistoryBuffer' in pickled and b'getattr' in pickled and b'numpy' in pickled
+
+    loaded = mmengine_checkpoint._load_checkpoint(str(path), map_location='cpu')
+    assert loaded['meta']['seed'] == 3
+    torch.testing.assert_close(loaded['state_dict']['weight'], model.weight, rtol=0, atol=0)
+    buffer = loaded['message_hub']['log_scalars']['train/lr']
+    assert isinstance(buffer, HistoryBuffer) and buffer.current() == 1e-3
+    assert buffer.statistics('mean') == 1e-3  # the statistics methods came through getattr
+    assert loaded['message_hub']['runtime_info']['eta'] == 12.5
+    assert loaded['optimizer']['state'][0]['step'] == 1
+    MessageHub.get_instance('test_safe_load_restore').load_state_dict(loaded['message_hub'])
+
+
+def test_every_mmengine_path_uses_the_weights_only_loader():
+    loader = mmengine_checkpoint.CheckpointLoader._get_checkpoint_loader('/some/iter_1.pth')
+    assert loader.__name__ == 'load_from_local_weights_only'
+    # the remote schemes (pavi, s3, open-mmlab, ...) call this one: no fallback any more
+    assert mmengine_checkpoint._safe_torch_load.__module__ == 'denseclip.engine.safe_load'
+
+
+@pytest.mark.parametrize('load', [
+    lambda path: mmengine_checkpoint._load_checkpoint(path, map_location='cpu'),
+    lambda path: load_checkpoint(nn.Linear(3, 2), path, map_location='cpu'),
+    lambda path: mmengine_checkpoint._safe_torch_load(path, map_location='cpu'),
+    lambda path: weights_only_load(path),
+], ids=['CheckpointLoader', 'load_checkpoint', 'remote-schemes', 'weights_only_load'])
+def test_code_running_pickle_is_refused(tmp_path, load):
+    target = tmp_path / 'created_by_the_checkpoint'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'weight': torch.ones(2)}, 'meta': Exploit(str(target))}, path)
+    with pytest.raises(CheckpointError, match=r'refusing to load checkpoint .*evil\.pth') as err:
+        load(str(path))
+    assert 'mkdir' in str(err.value) and 'weights_only=True' in str(err.value)
+    assert not target.exists()
+
+
+def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
+    path = tmp_path / 'getattr.pth'
+    torch.save({'state_dict': {}, 'x': GetattrExploit()}, path)
+    with pytest.raises(CheckpointError, match='refusing to load'):
+        mmengine_checkpoint._load_checkpoint(str(path))
+
+
+def test_torchscript_archive_loads_through_jit(tmp_path):
+    model = torch.jit.script(nn.Linear(3, 2))
+    path = tmp_path / 'RN_tiny.pt'
+    torch.jit.save(model, str(path))
+    state_dict = mmengine_checkpoint._load_checkpoint(str(path), map_location='cpu')
+    assert isinstance(state_dict, (dict, OrderedDict))
+    torch.testing.assert_close(state_dict['weight'], model.weight, rtol=0, atol=0)
+
+
+def test_damaged_and_missing_files_say_what_is_wrong(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': nn.Linear(64, 64).state_dict()}, good)
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint')
+    for path in (truncated, text):
+        with pytest.raises(CheckpointError, match=rf'{path.name}.*truncated, corrupt or not a '
+                                                  'PyTorch checkpoint'):
+            mmengine_checkpoint._load_checkpoint(str(path))
+    with pytest.raises(FileNotFoundError, match=r'missing\.pth.*does not exist.*load_from'):
+        mmengine_checkpoint._load_checkpoint(str(tmp_path / 'missing.pth'))
+
+
+def test_plain_pickle_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'plain.pkl'
+    path.write_bytes(pickle.dumps({'a': 1}))  # no torch framing at all
+    with pytest.raises(CheckpointError, match='plain.pkl'):
+        weights_only_load(str(path))

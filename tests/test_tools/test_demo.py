@@ -1,0 +1,168 @@
+"""tools/demo.py and the picture it draws: input, prediction overlay, one heat-map per name.
+
+The model is the quickstart config's, randomly initialised and saved by the test; the image is
+a non-square 80 x 96 picture, so every panel must come out 80 x 96 (times --scale).
+"""
+import runpy
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from denseclip.apis import demo_picture, inference_model, init_model
+from denseclip.apis.visualisation import (PAD, TITLE_HEIGHT, draw_prediction, legend_entries,
+                                          render_picture, select_maps, HeatMaps)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
+HEIGHT, WIDTH = 80, 96
+
+
+@pytest.fixture(scope='module', autouse=True)
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory) -> Path:
+    cfg = Config.fromfile(CONFIG)
+    torch.manual_seed(0)
+    model = init_model(cfg)
+    model.init_weights()
+    path = tmp_path_factory.mktemp('ckpt') / 'quickstart.pth'
+    meta = dict(dataset_meta=dict(cfg.train_dataloader.dataset.metainfo))
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def model(checkpoint):
+    return init_model(CONFIG, str(checkpoint))
+
+
+@pytest.fixture(scope='module')
+def image_path(tmp_path_factory) -> Path:
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    image[10:50, 20:70] = (200, 60, 30)
+    path = tmp_path_factory.mktemp('img') / 'image.png'
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def run_demo(*args: str) -> None:
+    """Runs tools/demo.py in this process (as ``python tools/demo.py ...`` would)."""
+    argv = sys.argv
+    sys.argv = ['tools/demo.py', *args]
+    try:
+        runpy.run_path(str(ROOT / 'tools/demo.py'), run_name='__main__')
+    finally:
+        sys.argv = argv
+
+
+def panel(picture: np.ndarray, index: int, scale: int = 1) -> np.ndarray:
+    """Panel ``index`` of a one-row picture, where the layout says it is."""
+    height, width = HEIGHT * scale, WIDTH * scale
+    left = PAD + index * (width + 2 * PAD)
+    return picture[TITLE_HEIGHT:TITLE_HEIGHT + height, left:left + width]
+
+
+def test_demo_writes_overlay_and_one_heat_map_per_class(checkpoint, image_path, model, tmp_path,
+                                                        capsys):
+    out = tmp_path / 'out' / 'demo.png'
+    run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out', str(out),
+             '--score-maps', 'wall', 'sky', 'bed')
+    assert 'input + prediction + 3 score map(s), each panel 96x80' in capsys.readouterr().out
+    picture = cv2.imread(str(out))[..., ::-1]
+    assert picture.shape[1] == 5 * (WIDTH + 2 * PAD)  # one row: input, overlay, 3 heat-maps
+    assert picture.shape[0] > TITLE_HEIGHT + HEIGHT
+    image = cv2.imread(str(image_path))[..., ::-1]
+    np.testing.assert_array_equal(panel(picture, 0), image)  # the input, pixel for pixel
+    prediction = inference_model(model, str(image_path))
+    overlay = draw_prediction(image.copy(), prediction, model.class_names,
+                              model.dataset_meta['palette'], opacity=0.5)
+    np.testing.assert_array_equal(panel(picture, 1), overlay)
+    heat_maps = [panel(picture, index).astype(int) for index in (2, 3, 4)]
+    assert np.abs(heat_maps[0] - heat_maps[1]).mean() > 1  # different classes, different maps
+    assert np.abs(heat_maps[0] - image).mean() > 1
+
+
+def test_demo_scale_and_opacity(checkpoint, image_path, tmp_path):
+    out = tmp_path / 'demo.png'
+    run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out', str(out), '--scale', '2',
+             '--opacity', '1')
+    picture = cv2.imread(str(out))[..., ::-1]
+    assert picture.shape[1] == 2 * (2 * WIDTH + 2 * PAD)  # input and overlay only
+    image = cv2.imread(str(image_path))[..., ::-1]
+    np.testing.assert_array_equal(panel(picture, 0, 2)[::2, ::2], image)
+    assert not np.array_equal(panel(picture, 1, 2)[::2, ::2], image)  # opaque class colours
+
+
+def test_demo_open_vocabulary(checkpoint, image_path, tmp_path):
+    out = tmp_path / 'demo.png'
+    run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out', str(out),
+             '--classes', 'grass, water,sky')
+    picture = cv2.imread(str(out))
+    assert picture.shape[1] == 5 * (WIDTH + 2 * PAD)  # every queried name is drawn
+
+
+def test_demo_refuses_unknown_names(checkpoint, image_path, tmp_path):
+    with pytest.raises(SystemExit, match='grass'):
+        run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out',
+                 str(tmp_path / 'x.png'), '--score-maps', 'grass')
+
+
+def test_classes_change_score_maps_not_the_decoder(model, image_path):
+    _, _, trained = demo_picture(model, str(image_path), score_classes=['sky'])
+    picture, boxes, asked = demo_picture(model, str(image_path),
+                                         class_names=['grass', 'water', 'sky'])
+    assert len(boxes) == 2 + 3
+    assert asked.class_names == ('grass', 'water', 'sky')
+    assert torch.equal(asked.data_sample.pred_sem_seg.data, trained.data_sample.pred_sem_seg.data)
+    assert torch.equal(asked.data_sample.seg_logits.data, trained.data_sample.seg_logits.data)
+    sky = model.class_names.index('sky')
+    assert not torch.allclose(asked.score_maps[0], trained.score_maps[sky])
+    # the overlay shows the trained classes whatever is asked
+    _, _, again = demo_picture(model, str(image_path), class_names=['grass'],
+                               score_classes=[])
+    assert torch.equal(again.data_sample.pred_sem_seg.data, trained.data_sample.pred_sem_seg.data)
+
+
+def test_softmax_maps_are_probabilities(model, image_path):
+    _, _, result = demo_picture(model, str(image_path), class_names=['grass', 'sky'],
+                                softmax=True)
+    probabilities = torch.softmax(result.score_maps / model.tau, dim=0)
+    torch.testing.assert_close(probabilities.sum(0), torch.ones(HEIGHT, WIDTH))
+
+
+def test_select_maps():
+    names = ('wall', 'bed ', 'sky')
+    assert select_maps(names, None, [2, 0]) == []
+    assert select_maps(names, [], [2, 0]) == [2, 0]
+    assert select_maps(names, ['bed', 'wall'], [2]) == [1, 0]
+    with pytest.raises(ValueError, match='grass'):
+        select_maps(names, ['grass'], [])
+
+
+def test_legend_lists_predicted_classes_by_area():
+    prediction = torch.tensor([[0, 2, 2, 2], [2, 0, 255, 1]])
+    palette = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    entries = legend_entries(prediction, ['wall', 'bed ', 'sky'], palette)
+    assert [label for label, _ in entries] == ['sky 50%', 'wall 25%', 'bed 12%']
+    assert entries[0][1] == (0, 0, 1)
+
+
+def test_panels_wrap_into_rows():
+    image = np.zeros((50, 400, 3), np.uint8)
+    heat = HeatMaps(np.random.default_rng(0).random((4, 50, 400)), ['a', 'b', 'c', 'd'])
+    picture, boxes = render_picture(image, image, [('a 100%', (1, 0, 0))], heat)
+    assert len(boxes) == 6
+    assert all((box.width, box.height) == (400, 50) for box in boxes)
+    assert len({box.top for box in boxes}) == 2  # 3 + 3 panels of 420 px in 1600 px rows
+    assert picture.shape[1] == 3 * 420

@@ -1,0 +1,98 @@
+"""tools/plot_logs.py on a real log, and the TensorBoard switch of the default runtime.
+
+The log comes from tools/train.py running the quickstart config for 4 iterations (validation
+every 2) on 6 tiny synthetic images written by the test.
+"""
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from mmengine.config import Config
+from mmseg.registry import VISUALIZERS
+
+from denseclip.datasets import generate_synthetic_ade20k
+from denseclip.utils.training_curves import find_json_logs, plot_curves, read_curves
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
+ITERS = 4
+
+
+@pytest.fixture(scope='module')
+def work_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('plot_logs')
+    data = generate_synthetic_ade20k(root / 'data', num_train=4, num_val=2, image_size=64)
+    work_dir = root / 'work'
+    options = [f'{split}_dataloader.dataset.data_root={data}' for split in ('train', 'val', 'test')]
+    options += [f'train_cfg.max_iters={ITERS}', 'train_cfg.val_interval=2',
+                'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2',
+                f'default_hooks.checkpoint.interval={ITERS}']
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/train.py'), str(CONFIG), '--work-dir', str(work_dir),
+         '--cfg-options', *options],
+        cwd=root, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return work_dir
+
+
+def test_reads_losses_and_miou_of_a_quickstart_run(work_dir):
+    logs = find_json_logs(work_dir)
+    assert len(logs) == 1 and logs[0].name.endswith('.json')
+    curves = read_curves(logs)
+    assert set(curves.losses) == {'loss', 'decode.loss_ce', 'identity.loss_ce'}
+    assert curves.losses['loss'][0] == list(range(1, ITERS + 1))
+    assert curves.metrics['mIoU'][0] == [2, 4]
+    for step, total in zip(*curves.losses['loss']):
+        parts = [curves.losses[key][1][step - 1] for key in ('decode.loss_ce', 'identity.loss_ce')]
+        assert total == pytest.approx(sum(parts), rel=1e-5)
+
+
+def test_tool_draws_curves(work_dir, tmp_path, capsys):
+    out = tmp_path / 'plots' / 'curves.png'
+    argv = sys.argv
+    sys.argv = ['tools/plot_logs.py', str(work_dir), '--out', str(out)]
+    try:
+        runpy.run_path(str(ROOT / 'tools/plot_logs.py'), run_name='__main__')
+    finally:
+        sys.argv = argv
+    assert 'loss, decode.loss_ce, identity.loss_ce and mIoU, mAcc, aAcc' in capsys.readouterr().out
+    picture = cv2.imread(str(out))
+    assert picture.shape == (400, 1100, 3)
+    assert (picture < 128).mean() > 0.01  # lines and text, not a blank page
+
+
+def test_resumed_runs_continue_the_curves(tmp_path):
+    for run, steps in (('20240101_000000', (1, 2, 3)), ('20240102_000000', (3, 4))):
+        (tmp_path / run / 'vis_data').mkdir(parents=True)
+        lines = [json.dumps(dict(lr=0.1, loss=float(step) + (run == '20240102_000000'), step=step))
+                 for step in steps]
+        lines.append(json.dumps(dict(mIoU=10.0 * len(steps), step=steps[-1])))
+        (tmp_path / run / 'vis_data' / f'{run}.json').write_text('\n'.join(lines) + '\n')
+    (tmp_path / 'test_ss' / '20240103_000000' / 'vis_data').mkdir(parents=True)  # not a run
+    curves = read_curves(find_json_logs(tmp_path))
+    assert curves.losses['loss'] == ([1, 2, 3, 4], [1.0, 2.0, 4.0, 5.0])  # later run wins
+    assert curves.metrics['mIoU'] == ([3, 4], [30.0, 20.0])
+    plot_curves(curves, tmp_path / 'curves.png')
+    assert (tmp_path / 'curves.png').is_file()
+
+
+def test_missing_logs_say_where_they_are_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match='vis_data'):
+        find_json_logs(tmp_path)
+
+
+@pytest.mark.parametrize('tensorboard', [False, True])
+def test_tensorboard_is_one_cfg_option_away(tensorboard, tmp_path):
+    cfg = Config.fromfile(CONFIG)
+    if tensorboard:
+        cfg.merge_from_dict({'visualizer.tensorboard': True})  # --cfg-options form
+    visualizer_cfg = dict(cfg.visualizer, name=f'tb_{tensorboard}', save_dir=str(tmp_path))
+    visualizer = VISUALIZERS.build(visualizer_cfg)
+    assert visualizer.get_backend('LocalVisBackend') is not None  # the JSON logs stay
+    assert (visualizer.get_backend('TensorboardVisBackend') is not None) == tensorboard
