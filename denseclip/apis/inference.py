@@ -6,16 +6,16 @@ from mmengine.config import Config
 from mmseg.apis import init_model as mmseg_init_model
 from torch import nn
 
-from denseclip.utils import fill_class_names
+from denseclip.utils import fill_class_names, revert_sync_bn_cfg
 
 
 def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
                device: str = 'cpu', cfg_options: Optional[dict] = None) -> nn.Module:
     """mmseg's ``init_model`` for DenseCLIP configs.
 
-    Fills ``model.class_names`` from the config's dataset when it is left ``None``, then defers
-    to ``mmseg.apis.init_model``, which loads no CLIP weights (the checkpoint holds every weight)
-    and turns SyncBN into BN on CPU. Use it with ``denseclip.apis.inference_model``.
+    Fills ``model.class_names`` from the config's dataset when it is left ``None`` and, on CPU,
+    turns SyncBN into BN, then defers to ``mmseg.apis.init_model``, which loads no CLIP weights
+    (the checkpoint holds every weight). Use it with ``denseclip.apis.inference_model``.
 
     Args:
         config: Config file or object.
@@ -27,4 +27,6 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     fill_class_names(cfg)
+    if str(device).startswith('cpu'):
+        revert_sync_bn_cfg(cfg.model)
     return mmseg_init_model(cfg, checkpoint, device=device)

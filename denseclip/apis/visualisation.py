@@ -261,7 +261,7 @@ def demo_picture(model, image, score_classes: Optional[Sequence[str]] = None,
     image_rgb = (np.ascontiguousarray(image[..., ::-1]) if isinstance(image, np.ndarray)
                  else mmcv.imread(os.fspath(image), channel_order='rgb'))
     classes, palette = _classes_and_palette(model)
-    prediction = result.data_sample.pred_sem_seg.data[0]
+    prediction = result.data_sample.pred_sem_seg.data[0].cpu()
     overlay = draw_prediction(image_rgb, result.data_sample, classes, palette, opacity)
     legend = legend_entries(prediction, classes, palette)
     if class_names is None:  # by default the classes the decoder predicted, largest first
@@ -271,7 +271,7 @@ def demo_picture(model, image, score_classes: Optional[Sequence[str]] = None,
         score_classes = [] if score_classes is None else score_classes
         default = list(range(len(result.class_names)))
     indices = select_maps(result.class_names, score_classes, default)
-    maps = result.score_maps
+    maps = result.score_maps.cpu()
     titles = [result.class_names[index].strip() for index in indices]
     if class_names is not None:
         titles = [f"'{title}' (query)" for title in titles]

@@ -1,9 +1,9 @@
 """Reading, converting and loading CLIP weights: the one place that handles checkpoints.
 
 Pure functions over state dicts. Supported inputs: OpenAI's TorchScript archives (``RN50.pt``,
-``ViT-B-16.pt``; read with ``torch.jit.load``), plain state dicts and mmengine checkpoints
-(``{'state_dict': ...}``), read with ``torch.load(weights_only=True)`` so that a file cannot run
-code when loaded. Nothing here touches the network.
+``ViT-B-16.pt``; read with ``torch.jit.load``), ``.safetensors`` files, plain state dicts and
+mmengine checkpoints (``{'state_dict': ...}``), read with ``torch.load(weights_only=True)`` so
+that a file cannot run code when loaded. Nothing here touches the network.
 """
 import fnmatch
 import os
@@ -11,6 +11,7 @@ import pickle
 import zipfile
 from collections.abc import Iterable, Mapping
 
+import safetensors.torch
 import torch
 from mmengine.logging import MMLogger
 from torch import nn
@@ -30,6 +31,12 @@ StateDict = dict[str, torch.Tensor]
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable or does not fit the model."""
+
+
+#: Phrases of torch's weights-only unpickler when it refuses an object; it words damaged
+#: files ("Unsupported operand 60") as "Weights only load failed" too.
+WEIGHTS_ONLY_REFUSALS = ('Unsupported global', 'unrecognized function', 'Can only build',
+                         'Can only create new object', 'is not allowed')
 
 
 def _is_torchscript(path: str) -> bool:
@@ -52,12 +59,14 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     try:
         if _is_torchscript(path):
             state_dict = torch.jit.load(path, map_location='cpu').state_dict()
+        elif path.endswith('.safetensors'):
+            state_dict = safetensors.torch.load_file(path, device='cpu')
         else:
             state_dict = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
-        if 'weights only' not in str(err).lower():
-            raise CheckpointError(f'cannot read checkpoint {path!r}: it is not a PyTorch '
-                                  f'checkpoint ({err})') from err
+        if not any(phrase in str(err) for phrase in WEIGHTS_ONLY_REFUSALS):
+            raise CheckpointError(f'cannot read checkpoint {path!r}: the file is truncated, '
+                                  f'corrupt or not a PyTorch checkpoint ({err})') from err
         raise CheckpointError(
             f'refusing to load {path!r}: it is not a plain tensor checkpoint and loading it would '
             f'need arbitrary code to run (weights_only=True refused it: {err}). Convert it to a '
@@ -152,7 +161,11 @@ def load_into(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source:
                       (grid_positions, resize_grid_positions)):
         for key in keys:
             if key in state_dict and key in own:
-                state_dict[key] = fit(state_dict[key], own[key].shape)
+                try:
+                    state_dict[key] = fit(state_dict[key], own[key].shape)
+                except CheckpointError as err:
+                    raise CheckpointError(f'{source} does not fit {type(module).__name__} (wrong '
+                                          f'architecture or settings?): {key}: {err}') from err
     mismatched = [f'{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}'
                   for key, value in state_dict.items()
                   if key in own and value.shape != own[key].shape]

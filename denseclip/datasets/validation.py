@@ -9,6 +9,7 @@ these into a :class:`DataError` that names the config key, the file, what was ex
 to fix it. ``tools/train.py`` and ``tools/test.py`` wrap every dataloader's dataset with it
 (:func:`wrap_datasets`).
 """
+import logging
 import os
 import os.path as osp
 from collections.abc import Iterator
@@ -213,17 +214,22 @@ class CheckedDataset:
 
     def _raise_label_values(self, path: str, values: list[int], num_classes: int,
                             ignore_index: int, reduce_zero_label: bool) -> None:
+        # with a subset of the dataset's classes (metainfo.classes), the file holds ids of all
+        # its classes and mmseg's label_map sends the others to ignore_index
+        label_map = self.metainfo.get('label_map') or {}
+        file_classes = len(label_map) or num_classes
+        subset = (f' (those not in metainfo.classes are ignored)' if label_map else '')
         if reduce_zero_label:  # the file holds value + 1; 0 became ignore_index
             values = [value + 1 for value in values]
-            allowed = f'0 (ignored), 1..{num_classes} for the classes'
+            allowed = f'0 (ignored), 1..{file_classes} for the classes{subset}'
         else:
-            allowed = f'0..{num_classes - 1} for the classes'
+            allowed = f'0..{file_classes - 1} for the classes{subset}'
         raise DataError(
             f'{self.cfg_key}: label map {path!r} holds the values {values}, which are not '
-            f'classes: the dataset has {num_classes} classes (metainfo.classes), so a label '
-            f'map may hold {allowed} and {ignore_index} (ignored)'
+            f'classes: the dataset has {file_classes} classes, so a label map may hold '
+            f'{allowed} and {ignore_index} (ignored)'
             f'{" with reduce_zero_label=True" if reduce_zero_label else ""}. Fix the label '
-            'map, or give the dataset its full class list.')
+            'map, or give the dataset its full class list (metainfo.classes).')
 
 
 def wrap_datasets(cfg: Config) -> None:
@@ -264,4 +270,4 @@ def check_class_names(cfg: Config) -> None:
         if tuple(classes) != tuple(names):
             print_log(f'model.class_names differ from the class names of {key}.dataset; the '
                       'text encoder uses model.class_names', logger='current',
-                      level='WARNING')
+                      level=logging.WARNING)

@@ -1,5 +1,6 @@
 """Choosing the checkpoint that ``tools/train.py --resume`` continues from."""
 import glob
+import logging
 import math
 import os.path as osp
 import re
@@ -69,7 +70,7 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
         if problem is None:
             for bad, why in problems:
                 print_log(f'skipping checkpoint {bad}: {why}', logger='current',
-                          level='WARNING')
+                          level=logging.WARNING)
             return path
         problems.append((path, problem))
     if problems:
@@ -109,5 +110,6 @@ def configure_resume(cfg: Config, resume: str) -> None:
     if seed is not None and randomness.get('seed') != seed:
         if randomness.get('seed') is not None:
             print_log(f'--resume: randomness.seed={randomness["seed"]} replaced by the seed '
-                      f'of the checkpoint, {seed}', logger='current', level='WARNING')
+                      f'of the checkpoint, {seed}', logger='current',
+                      level=logging.WARNING)
         cfg.randomness = dict(randomness, seed=seed)

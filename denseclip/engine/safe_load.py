@@ -28,7 +28,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from denseclip.clip.checkpoint import CheckpointError
+from denseclip.clip.checkpoint import WEIGHTS_ONLY_REFUSALS, CheckpointError
 
 _np_core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core
 
@@ -58,11 +58,6 @@ CONVERT_HINT = (
     'If you trust the file, convert it once to a plain state dict: python -c "import torch; '
     "c = torch.load('IN', weights_only=False); torch.save({'state_dict': c.get('state_dict', "
     "c)}, 'OUT')\"")
-
-
-#: Phrases of the weights-only unpickler when it refuses an object (not a damaged file).
-REFUSAL_MARKERS = ('Unsupported global', 'unrecognized function', 'Can only build',
-                   'Can only create new object', 'is not allowed')
 
 
 def is_torchscript(path: str) -> bool:
@@ -106,7 +101,7 @@ def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -
                           **(dict(mmap=True) if mmap else {}))
     except pickle.UnpicklingError as err:
         found = _unsafe_globals(name) if isinstance(name, (str, os.PathLike)) else []
-        if not found and not any(marker in str(err) for marker in REFUSAL_MARKERS):
+        if not found and not any(phrase in str(err) for phrase in WEIGHTS_ONLY_REFUSALS):
             raise CheckpointError(  # torch words damaged files as refusals too
                 f'cannot read checkpoint {name!r}: the file is truncated, corrupt or not a '
                 f'PyTorch checkpoint ({_unpickler_reason(err)})') from err

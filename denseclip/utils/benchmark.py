@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
 from mmengine.runner.amp import autocast
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
@@ -156,7 +157,9 @@ def build_train_optim_wrapper(model: nn.Module, cfg: Config, amp: bool = False):
     cfg = copy.deepcopy(cfg)
     if amp:
         enable_amp(cfg)
-    return build_optim_wrapper(model, cfg.optim_wrapper)
+    # the wrapper types (BFloat16OptimWrapper ...) are looked up in the config's scope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmseg')):
+        return build_optim_wrapper(model, cfg.optim_wrapper)
 
 
 def benchmark_training(model: nn.Module, cfg: Config, size: tuple[int, int],

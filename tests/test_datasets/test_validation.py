@@ -1,0 +1,196 @@
+"""Bad data gives one clear error that names the config key or the file (``CheckedDataset``).
+
+Each test damages a copy of a small synthetic dataset in ADE20K's layout (16 training images
+of 64 px, 8 classes, ``reduce_zero_label``) in one way.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mmengine.config import Config
+from mmseg.utils import register_all_modules
+from torch.utils.data import DataLoader
+
+from denseclip.datasets import (CheckedDataset, DataError, check_class_names,
+                                generate_synthetic_ade20k, synthetic_metainfo, wrap_datasets)
+
+register_all_modules(init_default_scope=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
+KEY = 'train_dataloader.dataset'
+NUM_CLASSES = 8
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='PackSegInputs')]
+
+
+@pytest.fixture(scope='module')
+def pristine(tmp_path_factory) -> Path:
+    return generate_synthetic_ade20k(tmp_path_factory.mktemp('syn'), num_classes=NUM_CLASSES,
+                                     num_train=16, num_val=4, image_size=64, seed=0)
+
+
+@pytest.fixture
+def data(pristine, tmp_path) -> Path:
+    """A copy of the dataset to damage."""
+    return Path(shutil.copytree(pristine, tmp_path / 'ADEChallengeData2016'))
+
+
+def checked(data_root: Path, **changes) -> CheckedDataset:
+    dataset = dict(type='ADE20KDataset', data_root=str(data_root),
+                   data_prefix=dict(img_path='images/training',
+                                    seg_map_path='annotations/training'),
+                   metainfo=synthetic_metainfo(NUM_CLASSES), pipeline=PIPELINE)
+    dataset.update(changes)
+    return CheckedDataset(dataset, cfg_key=KEY)
+
+
+def image(data: Path, index: int) -> Path:
+    return data / 'images/training' / f'ADE_train_{index:08d}.jpg'
+
+
+def label(data: Path, index: int) -> Path:
+    return data / 'annotations/training' / f'ADE_train_{index:08d}.png'
+
+
+def sample_of(dataset: CheckedDataset, path: Path) -> int:
+    return next(i for i in range(len(dataset))
+                if path.stem in dataset.get_data_info(i)['img_path'])
+
+
+def test_intact_dataset_loads(data):
+    dataset = checked(data)
+    assert len(dataset) == 16
+    assert dataset.metainfo['classes'] == synthetic_metainfo(NUM_CLASSES)['classes']
+    labels = dataset[0]['data_samples'].gt_sem_seg.data
+    assert labels.shape == (1, 64, 64) and int(labels.max()) == 255  # 'other' is ignored
+
+
+def test_missing_folder_names_the_config_key(tmp_path):
+    with pytest.raises(DataError, match=re.escape(
+            f"{KEY}: the image folder '{tmp_path}/nowhere/images/training' does not exist "
+            f"(data_root='{tmp_path}/nowhere'") + r'.*--cfg-options ' + re.escape(
+            f'{KEY}.data_root=DIR')):
+        checked(tmp_path / 'nowhere')
+
+
+def test_missing_label_folder(data):
+    shutil.rmtree(data / 'annotations/training')
+    with pytest.raises(DataError, match=r'the label folder .*annotations/training\' does not '
+                                        r'exist'):
+        checked(data)
+
+
+def test_empty_folder(data):
+    for path in (data / 'images/training').iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match=r"images/training' holds no images ending in '\.jpg' "
+                                        r'\(img_suffix\)'):
+        checked(data)
+
+
+def test_image_without_label_map(data):
+    label(data, 3).unlink()
+    with pytest.raises(DataError, match=rf"{KEY}: 1 of 16 images have no label map: "
+                                        rf"'.*{image(data, 3).name}'.*seg_map_suffix"):
+        checked(data)
+
+
+def test_label_map_without_image(data):
+    image(data, 5).unlink()
+    with pytest.raises(DataError, match=rf"{KEY}: 1 label maps have no image: "
+                                        rf"'.*{label(data, 5).name}'.*img_suffix"):
+        checked(data)
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'truncated'])
+def test_corrupt_label_map_is_named(data, damage):
+    path = label(data, 2)
+    content = path.read_bytes()
+    path.write_bytes(b'\x00garbage' * 10 if damage == 'garbage' else content[:len(content) // 2])
+    dataset = checked(data)
+    with pytest.raises(DataError, match=rf"label map '.*{path.name}' cannot be decoded: the file "
+                                        r'is corrupt, truncated or not an image'):
+        dataset[sample_of(dataset, path)]
+
+
+def test_corrupt_image_is_named(data):
+    path = image(data, 4)
+    path.write_text('this is not a JPEG')
+    dataset = checked(data)
+    with pytest.raises(DataError, match=rf"image '.*{path.name}' cannot be decoded"):
+        dataset[sample_of(dataset, path)]
+
+
+@pytest.mark.parametrize('classes', [NUM_CLASSES, None], ids=['8-of-150', 'all-150'])
+def test_label_values_beyond_the_classes(data, classes):
+    """A label map holds ADE20K ids 1..150 (0 = other): ids of classes left out of a subset
+    ``metainfo`` are ignored by mmseg's label_map, anything else must be 255."""
+    path = label(data, 6)
+    values = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    values[:4, :4] = 200
+    values[4:8, :4] = 255  # ignored: allowed
+    values[8:12, :4] = 150  # the last ADE20K class: allowed
+    cv2.imwrite(str(path), values)
+    metainfo = synthetic_metainfo(classes) if classes else None
+    dataset = checked(data, metainfo=metainfo)
+    subset = r' \(those not in metainfo.classes are ignored\)' if classes else ''
+    with pytest.raises(DataError, match=rf"label map '.*{path.name}' holds the values \[200\], "
+                                        r'which are not classes: the dataset has 150 classes, '
+                                        r'so a label map may hold 0 \(ignored\), 1\.\.150 for '
+                                        rf'the classes{subset} and 255 \(ignored\)'):
+        dataset[sample_of(dataset, path)]
+
+
+def test_colour_label_map(data):
+    path = label(data, 7)
+    grey = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), np.stack([grey] * 3, axis=-1))
+    dataset = checked(data)
+    with pytest.raises(DataError, match=r'has shape \(64, 64, 3\): expected one channel'):
+        dataset[sample_of(dataset, path)]
+
+
+def test_error_crosses_dataloader_workers(data):
+    label(data, 1).write_bytes(b'broken')
+    dataset = checked(data)
+    loader = DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=lambda batch: batch)
+    with pytest.raises(DataError, match=rf"label map '.*{label(data, 1).name}' cannot be "
+                                        'decoded'):
+        for _ in loader:
+            pass
+
+
+def test_wrap_datasets_and_class_name_check():
+    cfg = Config.fromfile(str(QUICKSTART))
+    wrap_datasets(cfg)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[key].dataset.type == 'CheckedDataset'
+        assert cfg[key].dataset.dataset.type == 'ADE20KDataset'
+    wrap_datasets(cfg)  # idempotent
+    assert cfg.train_dataloader.dataset.dataset.type == 'ADE20KDataset'
+
+    cfg.model.class_names = ['wall', 'sky']
+    with pytest.raises(ValueError, match=r'model\.class_names has 2 names but '
+                                         r'train_dataloader\.dataset has 8 classes'):
+        check_class_names(cfg)
+
+
+def test_train_tool_reports_a_mistyped_data_root(tmp_path):
+    """What a user sees: the last line of the output says what is wrong and how to fix it."""
+    wrong = tmp_path / 'data/ade/ADEChallengeData2061'
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/train.py'), str(QUICKSTART), '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', f'train_dataloader.dataset.data_root={wrong}'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('denseclip.datasets.validation.DataError: train_dataloader.dataset: '
+                           f"the image folder '{wrong}/images/training' does not exist"), last

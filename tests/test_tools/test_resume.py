@@ -1,0 +1,127 @@
+"""A run killed with SIGKILL and resumed with ``tools/train.py --resume`` ends with exactly the
+weights, optimiser state and schedule of a run that was never interrupted.
+
+Two runs of the quickstart config (6 iterations, a checkpoint and a validation every 3) start
+together on 16 synthetic 64 px images: the reference run, and one that a test hook pauses at
+the start of iteration 5 — after ``iter_3.pth`` was written and iteration 4 was trained — where
+the test kills it with SIGKILL. The folder is then damaged the way killed jobs leave folders (a
+``.partial`` file, a truncated newer ``iter_4.pth``), and ``--resume`` continues the run from
+``iter_3.pth`` without being told the seed. With one thread per process the CPU kernels are
+deterministic, so the comparison is bit-exact (tolerance 0); it also checks that resuming
+replays iteration 4 with the data order, augmentation and dropout draws of the reference run
+(``IterationSeedHook``), and that the validation between iterations 3 and 4 of the reference run
+does not shift them.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from denseclip.datasets import generate_synthetic_ade20k
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
+TIMEOUT = 240  # seconds for a run; each takes ~10 s on an idle 2-core machine
+PAUSE_HOOK = '''
+import os, time
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class PauseAtIterHook(Hook):
+    """Blocks before iteration `iteration` + 1 (after its batch was loaded), marking the pause."""
+
+    def __init__(self, iteration, marker):
+        self.iteration, self.marker = iteration, marker
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == self.iteration:
+            open(self.marker, 'w').close()
+            time.sleep(3600)
+'''
+
+
+def train(config: Path, work_dir: Path, options: list, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(cwd))
+    log = open(work_dir.with_suffix('.log'), 'w')
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / 'tools/train.py'), str(config), '--work-dir', str(work_dir),
+         *options], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen, work_dir: Path) -> str:
+    proc.wait(timeout=TIMEOUT)
+    output = work_dir.with_suffix('.log').read_text()
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def assert_same_tensors(ours, theirs, what: str) -> None:
+    if isinstance(ours, torch.Tensor):
+        assert torch.equal(ours, theirs), what
+    elif isinstance(ours, dict):
+        assert ours.keys() == theirs.keys(), what
+        for key in ours:
+            assert_same_tensors(ours[key], theirs[key], f'{what}.{key}')
+    elif isinstance(ours, (list, tuple)):
+        assert len(ours) == len(theirs), what
+        for index, (a, b) in enumerate(zip(ours, theirs)):
+            assert_same_tensors(a, b, f'{what}[{index}]')
+    else:
+        assert ours == theirs, what
+
+
+def test_sigkill_and_resume_matches_the_uninterrupted_run(tmp_path):
+    data = generate_synthetic_ade20k(tmp_path / 'data', num_classes=8, num_train=16, num_val=4,
+                                     image_size=64, seed=0)
+    marker = tmp_path / 'paused'
+    (tmp_path / 'pause_hook.py').write_text(PAUSE_HOOK)
+    pausing = tmp_path / 'pausing.py'
+    pausing.write_text(
+        f'_base_ = [{str(QUICKSTART)!r}]\n'
+        "custom_imports = dict(imports=['denseclip', 'pause_hook'], allow_failed_imports=False)\n"
+        f"custom_hooks = [dict(type='PauseAtIterHook', iteration=4, marker={str(marker)!r})]\n")
+    options = ['--cfg-options'] + [
+        f'{split}_dataloader.dataset.data_root={data}' for split in ('train', 'val', 'test')
+    ] + ['train_cfg.max_iters=6', 'train_cfg.val_interval=3',
+         'default_hooks.checkpoint.interval=3', 'default_hooks.checkpoint.max_keep_ckpts=3']
+    reference, resumed = tmp_path / 'reference', tmp_path / 'resumed'
+
+    uninterrupted = train(QUICKSTART, reference, options + ['randomness.seed=0'], tmp_path)
+    killed = train(pausing, resumed, options + ['randomness.seed=0'], tmp_path)
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists():
+        assert killed.poll() is None, resumed.with_suffix('.log').read_text()[-4000:]
+        assert time.monotonic() < deadline, 'the run never reached iteration 5'
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    assert (resumed / 'iter_3.pth').is_file() and not (resumed / 'iter_6.pth').exists()
+
+    partial = resumed / '.iter_6.pth.4242.0badc0de.partial'
+    partial.write_bytes(b'half a checkpoint')
+    truncated = resumed / 'iter_4.pth'
+    truncated.write_bytes((resumed / 'iter_3.pth').read_bytes()[:100_000])
+    output = finish(train(QUICKSTART, resumed, ['--resume'] + options, tmp_path), resumed)
+    assert f'skipping checkpoint {truncated}' in output
+    assert f'--resume: continuing from {resumed / "iter_3.pth"}' in output
+    assert 'resumed epoch: 0, iter: 3' in output
+    assert f'removed {partial}' in output and not partial.exists()
+    finish(uninterrupted, reference)
+
+    ours, theirs = load(resumed / 'iter_6.pth'), load(reference / 'iter_6.pth')
+    assert ours['meta']['iter'] == theirs['meta']['iter'] == 6
+    assert ours['meta']['seed'] == theirs['meta']['seed'] == 0
+    assert_same_tensors(ours['state_dict'], theirs['state_dict'], 'state_dict')
+    assert_same_tensors(ours['optimizer'], theirs['optimizer'], 'optimizer')
+    assert_same_tensors(ours['param_schedulers'], theirs['param_schedulers'], 'param_schedulers')
+    assert (resumed / 'last_checkpoint').read_text() == str(resumed / 'iter_6.pth')
