@@ -18,6 +18,7 @@ import sys
 
 import torch
 from mmengine.config import DictAction
+from mmengine.logging import MMLogger
 
 with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on stdout
     try:
@@ -26,7 +27,10 @@ with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on std
         sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
         import denseclip  # noqa: F401
     from denseclip.utils import compile_submodules, to_channels_last
-    from denseclip.utils.benchmark import benchmark_inference, benchmark_training
+    from denseclip.models.slide import slide_windows
+    from denseclip.utils.benchmark import (benchmark_inference, benchmark_training,
+                                           build_train_optim_wrapper, compare_fast_paths,
+                                           inference_step, synthetic_batch)
     from denseclip.utils.build import build_segmentor, load_config
 
 ADE20K_TEST_SHAPE = (512, 683)  # a 4:3 photo resized to (2048, 512), keep ratio
@@ -55,6 +59,10 @@ def parse_args() -> argparse.Namespace:
                         help='run the text encoder for every image/crop at inference')
     parser.add_argument('--slide-batch-size', type=int,
                         help='crops per forward pass in slide inference (default: one)')
+    parser.add_argument('--compare', action='store_true',
+                        help='time the default and each fast path switched, interleaved '
+                        'round-robin (--repeats rounds of one iteration); other fast-path '
+                        'switches are ignored')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', action='store_true', help='print one JSON object only')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -73,16 +81,64 @@ def crop_size(cfg) -> tuple[int, int]:
     return tuple(size)
 
 
-def main() -> None:
-    args = parse_args()
+def compare(args, cfg, model, shape) -> list[dict]:
+    """``--compare``: the default against each fast path, per inference mode or training."""
+    rounds = dict(rounds=args.repeats, warmup=args.warmup)
+    is_denseclip = hasattr(model, 'cache_text')
+    if args.mode == 'train':
+        size = shape or crop_size(cfg)
+        batch_size = args.batch_size or cfg.train_dataloader.batch_size
+        data = synthetic_batch(batch_size, size, model.num_classes, with_labels=True)
+        wrappers = {amp: build_train_optim_wrapper(model, cfg, amp) for amp in (False, True)}
+        model.train()
+        states = {'default': {}, 'channels last': dict(channels_last=True),
+                  'amp': dict(amp=True)}
+        result = compare_fast_paths(
+            model, states, lambda amp: lambda: model.train_step(data, wrappers[amp]), **rounds)
+        model.eval()
+        return [dict(mode='train', shape=list(size), batch_size=batch_size, states=result)]
+    results = []
+    size = shape or ADE20K_TEST_SHAPE
+    test_cfg = model.test_cfg.copy()
+    for mode in args.infer_modes:
+        states = {'default': {}}
+        if is_denseclip:
+            states['no text cache'] = dict(text_cache=False)
+        if mode == 'slide' and is_denseclip:
+            crops = args.slide_batch_size or len(slide_windows(
+                size, test_cfg.crop_size, test_cfg.stride))
+            states[f'slide batch {crops}'] = dict(slide_batch_size=crops)
+        states.update({'channels last': dict(channels_last=True), 'amp': dict(amp=True)})
+        batch_size = args.batch_size or 1
+        result = compare_fast_paths(
+            model, states, lambda amp: inference_step(model, mode, size, batch_size, amp),
+            **rounds)
+        model.test_cfg = test_cfg.copy()
+        results.append(dict(mode=mode, shape=list(size), batch_size=batch_size, states=result))
+    return results
+
+
+def print_comparison(results: list[dict]) -> None:
+    for result in results:
+        print(f"\n{result['mode']} {result['shape'][0]}x{result['shape'][1]}, batch "
+              f"{result['batch_size']}")
+        default = result['states']['default']['s_per_iter']
+        print(f"{'state':<18}{'s/iter':>8}{'min':>8}{'speed-up':>10}{'peak MiB':>10}")
+        for name, state in result['states'].items():
+            print(f"{name:<18}{state['s_per_iter']:>8.2f}{min(state['runs_s_per_iter']):>8.2f}"
+                  f"{default / state['s_per_iter']:>9.2f}x{state['peak_memory_mb']:>10.0f}")
+
+
+def measure(args) -> tuple[dict, list[dict]]:
+    """Builds the model, applies the switches and runs the measurements."""
     shape = None if args.shape is None else tuple(args.shape * (3 - len(args.shape)))
-    with contextlib.redirect_stdout(sys.stderr):
-        cfg = load_config(args.config, args.cfg_options)
-        model = build_segmentor(cfg).to(args.device)
-    settings = dict(config=args.config, device=args.device, amp=args.amp,
-                    channels_last=args.channels_last, compile=args.compile,
-                    text_cache=not args.no_text_cache, slide_batch_size=args.slide_batch_size,
-                    threads=torch.get_num_threads())
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_segmentor(cfg).to(args.device)
+    settings = dict(config=args.config, device=args.device, threads=torch.get_num_threads())
+    if args.compare:
+        return dict(settings, rounds=args.repeats), compare(args, cfg, model, shape)
+    settings.update(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                    text_cache=not args.no_text_cache, slide_batch_size=args.slide_batch_size)
     if hasattr(model, 'cache_text'):
         model.cache_text = not args.no_text_cache
     if args.slide_batch_size is not None:
@@ -92,18 +148,16 @@ def main() -> None:
     if args.compile:
         compile_submodules(model)
     timing = dict(warmup=args.warmup, iters=args.iters, repeats=args.repeats, amp=args.amp)
-    results = []
-    if args.mode == 'infer':
-        for mode in args.infer_modes:
-            results.append(benchmark_inference(model, mode, shape or ADE20K_TEST_SHAPE,
-                                               args.batch_size or 1, **timing))
-    else:
+    if args.mode == 'train':
         batch_size = args.batch_size or cfg.train_dataloader.batch_size
-        results.append(benchmark_training(model, cfg, shape or crop_size(cfg), batch_size,
-                                          **timing))
-    if args.json:
-        print(json.dumps(dict(settings=settings, results=results)))
-        return
+        return settings, [benchmark_training(model, cfg, shape or crop_size(cfg), batch_size,
+                                             **timing)]
+    return settings, [benchmark_inference(model, mode, shape or ADE20K_TEST_SHAPE,
+                                          args.batch_size or 1, **timing)
+                      for mode in args.infer_modes]
+
+
+def print_results(settings: dict, results: list[dict]) -> None:
     print(', '.join(f'{key}={value}' for key, value in settings.items()))
     for result in results:
         rate = (f"{result['iters_per_s']:.3f} iters/s ({result['images_per_s']:.2f} images/s)"
@@ -112,6 +166,22 @@ def main() -> None:
         print(f"{result['mode']:<6} {result['shape'][0]}x{result['shape'][1]} "
               f"batch {result['batch_size']}: {rate}; s/iter per run: {runs}; peak memory "
               f"{result['peak_memory_mb']:.0f} MiB ({result['peak_memory_kind']})")
+
+
+def main() -> None:
+    args = parse_args()
+    # mmseg and mmengine's logger write to stdout: send them to stderr, keep stdout for results
+    with contextlib.redirect_stdout(sys.stderr):
+        # WARNING: no INFO line per parameter from the optimiser constructor
+        MMLogger.get_instance('benchmark', log_level='WARNING')
+        settings, results = measure(args)
+    if args.json:
+        print(json.dumps(dict(settings=settings, results=results)))
+    elif args.compare:
+        print(', '.join(f'{key}={value}' for key, value in settings.items()))
+        print_comparison(results)
+    else:
+        print_results(settings, results)
 
 
 if __name__ == '__main__':

@@ -2,6 +2,10 @@
 # Usage: tools/dist_train.sh CONFIG GPUS [tools/train.py options]
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT (the same on every node).
 # Without CUDA each process trains on CPUs over gloo; GPUS is then the number of processes.
+# Faults: if a process dies, torchrun stops the others and exits non-zero; a process that hangs
+# fails the collectives after env_cfg.dist_cfg.timeout seconds. `exec` hands signals sent to
+# this script (a scheduler's SIGTERM) to torchrun, which passes them on to the workers.
+# Restart a killed job with the same command plus --resume (see docs/robustness.md).
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
@@ -10,8 +14,8 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
+export PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH
+exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

@@ -49,12 +49,15 @@ def print_report(config: str, report: dict) -> None:
     height, width = report['input_shape'][1:]
     print(f'{config}\ninput 1x3x{height}x{width}')
     print(f"{'part':<20}{'GFLOPs':>10}{'params (M)':>12}")
-    for name, flops in report['per_module_gflops'].items():
-        params = report['per_module_params_m'].get(name)
+    flops, params = report['per_module_gflops'], report['per_module_params_m']
+    for name in [*flops, *(name for name in params if name not in flops)]:
         note = '  (excluded)' if name in report['excluded'] else ''
-        params = '' if params is None else f'{params:.2f}'
-        print(f'{name:<20}{flops:>10.2f}{params:>12}{note}')
-    print(f"\nGFLOPs: {report['gflops']:.1f}   (traced: {report['gflops_traced']:.1f})")
+        gflops = f'{flops[name]:.2f}' if name in flops else '-'
+        million = f'{params[name]:.2f}' if name in params else '-'
+        print(f'{name:<20}{gflops:>10}{million:>12}{note}')
+    digits = 1 if report['gflops'] >= 10 else 4  # the paper's precision for full-size models
+    print(f"\nGFLOPs: {report['gflops']:.{digits}f}   "
+          f"(traced: {report['gflops_traced']:.{digits}f})")
     print(f"Params: {report['params_m']:.1f} M   (total {report['params_m_total']:.1f} M, "
           f"trainable {report['params_m_trainable']:.1f} M)")
     print('\nConventions:')

@@ -82,6 +82,9 @@ class CheckedDataset:
         if isinstance(dataset, dict):  # list the files only after the folders are checked
             dataset = DATASETS.build(dict(dataset, lazy_init=True))
         self.dataset = dataset
+        self._num_classes = len(self.metainfo['classes'])
+        self._ignore_index = next((inner.ignore_index for inner, _ in
+                                   _seg_datasets(dataset, cfg_key)), 255)
         self._fully_initialized = False
         if not lazy_init:
             self.full_init()
@@ -203,22 +206,18 @@ class CheckedDataset:
                     f'{self.cfg_key}: label map {path!r} has shape {tuple(labels.shape)}: '
                     'expected one channel of class indices (a grey-scale or palette PNG, not '
                     'a colour image)')
-            num_classes = len(self.metainfo['classes'])
-            ignore_index = next((dataset.ignore_index for dataset, _ in
-                                 _seg_datasets(self.dataset, '')), 255)
-            bad = ((labels < 0) | (labels >= num_classes)) & (labels != ignore_index)
+            bad = (((labels < 0) | (labels >= self._num_classes))
+                   & (labels != self._ignore_index))
             if bool(bad.any()):
-                self._raise_label_values(path, torch.unique(labels[bad]).tolist(), num_classes,
-                                         ignore_index, bool(sample.metainfo.get(
-                                             'reduce_zero_label')))
+                self._raise_label_values(path, torch.unique(labels[bad]).tolist(),
+                                         bool(sample.metainfo.get('reduce_zero_label')))
 
-    def _raise_label_values(self, path: str, values: list[int], num_classes: int,
-                            ignore_index: int, reduce_zero_label: bool) -> None:
+    def _raise_label_values(self, path: str, values: list[int], reduce_zero_label: bool) -> None:
         # with a subset of the dataset's classes (metainfo.classes), the file holds ids of all
         # its classes and mmseg's label_map sends the others to ignore_index
         label_map = self.metainfo.get('label_map') or {}
-        file_classes = len(label_map) or num_classes
-        subset = (f' (those not in metainfo.classes are ignored)' if label_map else '')
+        file_classes = len(label_map) or self._num_classes
+        subset = (' (those not in metainfo.classes are ignored)' if label_map else '')
         if reduce_zero_label:  # the file holds value + 1; 0 became ignore_index
             values = [value + 1 for value in values]
             allowed = f'0 (ignored), 1..{file_classes} for the classes{subset}'
@@ -227,7 +226,7 @@ class CheckedDataset:
         raise DataError(
             f'{self.cfg_key}: label map {path!r} holds the values {values}, which are not '
             f'classes: the dataset has {file_classes} classes, so a label map may hold '
-            f'{allowed} and {ignore_index} (ignored)'
+            f'{allowed} and {self._ignore_index} (ignored)'
             f'{" with reduce_zero_label=True" if reduce_zero_label else ""}. Fix the label '
             'map, or give the dataset its full class list (metainfo.classes).')
 

@@ -14,7 +14,8 @@ from denseclip.clip.checkpoint import CheckpointError
 
 from .safe_load import weights_only_load
 
-STEP = re.compile(r'(?:iter|epoch)_(\d+)\.pth$')
+#: Names of CheckpointHook's periodic checkpoints (``best_*`` ones are not resumed from).
+STEP = re.compile(r'(?:iter|epoch)_(\d+)\.pth')
 
 
 def checkpoint_problem(path: str) -> Optional[str]:
@@ -46,7 +47,7 @@ def _candidates(work_dir: str) -> list[str]:
             last = f.read().strip() or None
 
     def step(path: str) -> float:
-        match = STEP.search(osp.basename(path))
+        match = STEP.fullmatch(osp.basename(path))
         return float(match.group(1)) if match else (math.inf if path == last else -1)
 
     ordered = sorted({*paths, *([last] if last else [])}, key=step, reverse=True)

@@ -81,6 +81,13 @@ def _unpickler_reason(err: Exception) -> str:
     return match.group(1).strip() if match else str(err).splitlines()[0]
 
 
+def _damaged(name: Any, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f'cannot read checkpoint {name!r}: the file is truncated, corrupt or not a PyTorch '
+        f'checkpoint ({reason}). If a job was killed while writing it, delete it; '
+        'tools/train.py --resume continues from the newest intact checkpoint.')
+
+
 def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -> Any:
     """``torch.load(file, weights_only=True)`` with :data:`SAFE_GLOBALS` allowed; no fallback.
 
@@ -102,9 +109,7 @@ def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -
     except pickle.UnpicklingError as err:
         found = _unsafe_globals(name) if isinstance(name, (str, os.PathLike)) else []
         if not found and not any(phrase in str(err) for phrase in WEIGHTS_ONLY_REFUSALS):
-            raise CheckpointError(  # torch words damaged files as refusals too
-                f'cannot read checkpoint {name!r}: the file is truncated, corrupt or not a '
-                f'PyTorch checkpoint ({_unpickler_reason(err)})') from err
+            raise _damaged(name, _unpickler_reason(err)) from err  # worded as a refusal
         what = (f'it would import {", ".join(found)}' if found else
                 'it holds objects other than tensors and plain containers')
         raise CheckpointError(
@@ -112,11 +117,7 @@ def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -
             'arbitrary code. DenseCLIP loads checkpoints with torch.load(weights_only=True) '
             f'only (see docs/robustness.md). {CONVERT_HINT}') from err
     except Exception as err:  # torch raises many types for damaged files
-        raise CheckpointError(
-            f'cannot read checkpoint {name!r}: the file is truncated, corrupt or not a PyTorch '
-            f'checkpoint ({type(err).__name__}: {err}). If a job was killed while writing it, '
-            'delete it; tools/train.py --resume then continues from the newest intact '
-            'checkpoint.') from err
+        raise _damaged(name, f'{type(err).__name__}: {err}') from err
 
 
 def load_from_local_weights_only(filename: str, map_location: Optional[Any] = None) -> Any:

@@ -122,6 +122,23 @@ def _amp_context(enabled: bool, device: torch.device):
     return autocast(device_type=device.type, dtype=dtype)
 
 
+def inference_step(model: nn.Module, mode: str, size: tuple[int, int], batch_size: int = 1,
+                   amp: bool = False) -> Callable[[], object]:
+    """One ``test_step`` on a synthetic batch, in ``mode`` (the model's ``test_cfg`` is
+    switched to it and left so)."""
+    if mode not in ('whole', 'slide'):
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    device = next(model.parameters()).device
+    data = synthetic_batch(batch_size, size, getattr(model, 'num_classes', 1), with_labels=False)
+    model.test_cfg.mode = mode
+    model.eval()
+
+    def step():
+        with torch.no_grad(), _amp_context(amp, device):
+            return model.test_step(data)
+    return step
+
+
 def benchmark_inference(model: nn.Module, mode: str, size: tuple[int, int],
                         batch_size: int = 1, warmup: int = 1, iters: int = 3,
                         repeats: int = 3, amp: bool = False) -> dict:
@@ -129,20 +146,10 @@ def benchmark_inference(model: nn.Module, mode: str, size: tuple[int, int],
 
     The model's ``test_cfg`` is switched to ``mode`` for the measurement and restored after.
     """
-    if mode not in ('whole', 'slide'):
-        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
     device = next(model.parameters()).device
-    num_classes = getattr(model, 'num_classes', 1)
-    data = synthetic_batch(batch_size, size, num_classes, with_labels=False)
     test_cfg = copy.deepcopy(model.test_cfg)
-    model.test_cfg.mode = mode
-    model.eval()
-
-    def step():
-        with torch.no_grad(), _amp_context(amp, device):
-            return model.test_step(data)
-
     try:
+        step = inference_step(model, mode, size, batch_size, amp)
         with PeakMemory(device) as memory:
             runs = time_runs(step, warmup, iters, repeats, device)
     finally:
@@ -182,3 +189,56 @@ def benchmark_training(model: nn.Module, cfg: Config, size: tuple[int, int],
     result['iters_per_s'] = result.pop('items_per_s')
     return dict(mode='train', shape=list(size), batch_size=batch_size, amp=amp,
                 images_per_s=batch_size * result['iters_per_s'], **result)
+
+
+#: The fast paths ``compare_fast_paths`` switches, each against the default (all off but the
+#: text cache, which is on by default and so is measured switched off).
+FAST_PATHS = ('text_cache', 'slide_batch_size', 'channels_last', 'amp')
+
+
+def _apply(model: nn.Module, text_cache: bool = True, slide_batch_size: Optional[int] = None,
+           channels_last: bool = False) -> None:
+    """Puts the model in one fast-path state (all switches, so states do not leak)."""
+    if hasattr(model, 'cache_text'):
+        model.cache_text = text_cache  # a filled cache stays valid across the switches
+    model.test_cfg.slide_batch_size = slide_batch_size
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def compare_fast_paths(model: nn.Module, states: dict[str, dict], step_for: Callable,
+                       rounds: int = 5, warmup: int = 1) -> dict[str, dict]:
+    """Times several fast-path states of one model, interleaved round-robin.
+
+    On a shared machine the load drifts over minutes; timing state A for a minute and then
+    state B compares the load as much as the states. Here every round times one iteration of
+    each state in turn, and each state's figure is the median over the rounds.
+
+    Args:
+        model: The segmentor.
+        states: Name -> keyword arguments of the state (``text_cache``,
+            ``slide_batch_size``, ``channels_last``, ``amp``).
+        step_for: ``step_for(amp) -> step()``, building the timed step (with or without
+            mixed precision); called once per state.
+        rounds: Timed iterations per state.
+        warmup: Untimed iterations per state before the first round.
+
+    Returns:
+        Name -> ``dict(s_per_iter=median, runs_s_per_iter=[...], peak_memory_mb=...)``.
+    """
+    device = next(model.parameters()).device
+    steps, runs, memory = {}, {name: [] for name in states}, {}
+    for name, state in states.items():
+        state = dict(state)
+        steps[name] = (step_for(state.pop('amp', False)), state)
+        _apply(model, **state)
+        with PeakMemory(device) as peak:
+            time_runs(steps[name][0], warmup, 0, 0, device)
+        memory[name] = peak
+    for _ in range(rounds):
+        for name, (step, state) in steps.items():
+            _apply(model, **state)
+            runs[name] += time_runs(step, 0, 1, 1, device)
+    _apply(model)
+    return {name: dict(s_per_iter=statistics.median(runs[name]), runs_s_per_iter=runs[name],
+                       peak_memory_mb=memory[name].mb, peak_memory_kind=memory[name].kind)
+            for name in states}

@@ -181,9 +181,11 @@ def count_params(model: nn.Module) -> dict[str, Any]:
     """Parameters in millions: the paper's convention (``params_m``), total, trainable and per
     top-level part."""
     per_module = {name: _params_m(getattr(model, name, None)) for name in PARTS}
-    named = sum(per_module.values())
+    for name, child in model.named_children():  # e.g. a pre-model prompter, auxiliary heads
+        if name not in per_module and _params_m(child):
+            per_module[name] = _params_m(child)
     total = _params_m(model)
-    per_module['others'] = total - named
+    per_module['others'] = total - sum(per_module.values())  # contexts, gamma
     excluded = per_module['text_encoder'] if text_branch_is_cached(model) else 0.0
     return dict(params_m=total - excluded, params_m_total=total,
                 params_m_trainable=_params_m(model, trainable_only=True),

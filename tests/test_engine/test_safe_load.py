@@ -8,8 +8,11 @@ that would run code is refused, and the code does not run.
 """
 import os
 import pickle
+import runpy
+import sys
 import zipfile
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +139,14 @@ def test_plain_pickle_is_not_a_checkpoint(tmp_path):
     path.write_bytes(pickle.dumps({'a': 1}))  # no torch framing at all
     with pytest.raises(CheckpointError, match='plain.pkl'):
         weights_only_load(str(path))
+
+
+def test_test_tool_names_a_missing_checkpoint(tmp_path, monkeypatch, capsys):
+    config = Path(__file__).resolve().parents[2] / 'configs/quickstart/' \
+        'denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
+    missing = tmp_path / 'work_dirs/iter_80000.pth'
+    monkeypatch.setattr(sys, 'argv', ['tools/test.py', str(config), str(missing)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(config.parents[2] / 'tools/test.py'), run_name='__main__')
+    assert exit_info.value.code == 2
+    assert f"checkpoint '{missing}' does not exist" in capsys.readouterr().err

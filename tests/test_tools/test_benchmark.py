@@ -12,7 +12,8 @@ import torch
 
 from denseclip.utils import BFloat16OptimWrapper
 from denseclip.utils.benchmark import (PeakMemory, benchmark_inference, benchmark_training,
-                                       build_train_optim_wrapper, synthetic_batch, time_runs)
+                                       build_train_optim_wrapper, compare_fast_paths,
+                                       inference_step, synthetic_batch, time_runs)
 from denseclip.utils.build import build_segmentor, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +72,33 @@ def test_benchmark_training_with_amp(cfg):
     assert not model.training
 
 
+def test_compare_fast_paths_interleaves_the_states_and_restores_the_model(cfg):
+    model = build_segmentor(cfg)
+    order = []
+
+    def step_for(amp):
+        step = inference_step(model, 'slide', (96, 128), amp=amp)
+
+        def recorded():
+            order.append((model.cache_text, model.test_cfg.slide_batch_size, amp,
+                          model.backbone.conv1.weight.is_contiguous(
+                              memory_format=torch.channels_last)))
+            return step()
+        return recorded
+
+    states = {'default': {}, 'no cache': dict(text_cache=False),
+              'batched': dict(slide_batch_size=4), 'nhwc': dict(channels_last=True),
+              'amp': dict(amp=True)}
+    result = compare_fast_paths(model, states, step_for, rounds=2, warmup=1)
+    expected = [(True, None, False, False), (False, None, False, False),
+                (True, 4, False, False), (True, None, False, True), (True, None, True, False)]
+    assert order == expected * 3  # the warm-ups, then two rounds, state after state
+    assert set(result) == set(states)
+    assert all(len(state['runs_s_per_iter']) == 2 for state in result.values())
+    assert model.cache_text and model.test_cfg.slide_batch_size is None
+    assert model.backbone.conv1.weight.is_contiguous()
+
+
 def _run_tool(*args: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, str(ROOT / 'tools/benchmark.py'), QUICKSTART,
@@ -88,7 +116,8 @@ def test_cli_infer_and_train_json():
     assert out['settings']['slide_batch_size'] == 4 and out['settings']['channels_last']
     assert [result['mode'] for result in out['results']] == ['whole', 'slide']
     assert all(result['items_per_s'] > 0 and result['amp'] for result in out['results'])
-    out = _run_tool('--mode', 'train', '--batch-size', '2', '--no-text-cache')
+    out = _run_tool('--mode', 'train', '--batch-size', '2', '--compare')
     (result, ) = out['results']
     assert result['mode'] == 'train' and result['shape'] == [64, 64]  # the config's crop
-    assert result['iters_per_s'] > 0 and not out['settings']['text_cache']
+    assert set(result['states']) == {'default', 'channels last', 'amp'}
+    assert all(state['s_per_iter'] > 0 for state in result['states'].values())

@@ -1,16 +1,16 @@
 """A run killed with SIGKILL and resumed with ``tools/train.py --resume`` ends with exactly the
 weights, optimiser state and schedule of a run that was never interrupted.
 
-Two runs of the quickstart config (6 iterations, a checkpoint and a validation every 3) start
-together on 16 synthetic 64 px images: the reference run, and one that a test hook pauses at
-the start of iteration 5 — after ``iter_3.pth`` was written and iteration 4 was trained — where
-the test kills it with SIGKILL. The folder is then damaged the way killed jobs leave folders (a
-``.partial`` file, a truncated newer ``iter_4.pth``), and ``--resume`` continues the run from
-``iter_3.pth`` without being told the seed. With one thread per process the CPU kernels are
-deterministic, so the comparison is bit-exact (tolerance 0); it also checks that resuming
-replays iteration 4 with the data order, augmentation and dropout draws of the reference run
-(``IterationSeedHook``), and that the validation between iterations 3 and 4 of the reference run
-does not shift them.
+A run of the quickstart config (6 iterations, a checkpoint and a validation every 3, 16
+synthetic 64 px images) is paused by a test hook at the start of iteration 5 — after
+``iter_3.pth`` was written and iteration 4 was trained — and killed there with SIGKILL. The
+folder is then damaged the way killed jobs leave folders (a ``.partial`` file, a truncated
+newer ``iter_4.pth``), and ``--resume`` continues the run from ``iter_3.pth`` without being
+told the seed, while the reference run, never interrupted, runs alongside. With one thread per
+process the CPU kernels are deterministic, so the comparison is bit-exact (tolerance 0). It
+shows that resuming replays iteration 4 with the data order, augmentation and dropout draws of
+the reference run (``IterationSeedHook``), and that the validation between iterations 3 and 4
+of the reference run does not shift them.
 """
 import os
 import signal
@@ -96,7 +96,6 @@ def test_sigkill_and_resume_matches_the_uninterrupted_run(tmp_path):
          'default_hooks.checkpoint.interval=3', 'default_hooks.checkpoint.max_keep_ckpts=3']
     reference, resumed = tmp_path / 'reference', tmp_path / 'resumed'
 
-    uninterrupted = train(QUICKSTART, reference, options + ['randomness.seed=0'], tmp_path)
     killed = train(pausing, resumed, options + ['randomness.seed=0'], tmp_path)
     deadline = time.monotonic() + TIMEOUT
     while not marker.exists():
@@ -111,6 +110,7 @@ def test_sigkill_and_resume_matches_the_uninterrupted_run(tmp_path):
     partial.write_bytes(b'half a checkpoint')
     truncated = resumed / 'iter_4.pth'
     truncated.write_bytes((resumed / 'iter_3.pth').read_bytes()[:100_000])
+    uninterrupted = train(QUICKSTART, reference, options + ['randomness.seed=0'], tmp_path)
     output = finish(train(QUICKSTART, resumed, ['--resume'] + options, tmp_path), resumed)
     assert f'skipping checkpoint {truncated}' in output
     assert f'--resume: continuing from {resumed / "iter_3.pth"}' in output

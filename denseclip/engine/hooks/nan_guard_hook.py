@@ -110,11 +110,11 @@ class NaNGuardHook(Hook):
         message = f'non-finite loss at iteration {iteration} (rank {rank}): {where}'
         if self.action == 'stop':
             raise NonFiniteLossError(
-                f'{message}. Training stopped before the optimiser step: the weights and the '
-                'checkpoints are intact. Lower the learning rate, clip gradients '
-                '(optim_wrapper.clip_grad), check the data (label values, corrupt images), or '
-                "skip such steps with default_hooks.nan_guard=dict(type='NaNGuardHook', "
-                "action='skip'); then resume with tools/train.py --resume.")
+                f'{message}. Training stopped before the optimiser step, so this iteration '
+                'changed no weight and no checkpoint. Lower the learning rate, clip gradients '
+                '(optim_wrapper.clip_grad), check the data, or skip such steps '
+                '(--cfg-options default_hooks.nan_guard.action=skip); then resume with '
+                'tools/train.py --resume.')
         self._skip_step = True
         self._consecutive += 1
         self.skipped += 1
