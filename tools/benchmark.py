@@ -27,10 +27,8 @@ with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on std
         sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
         import denseclip  # noqa: F401
     from denseclip.utils import compile_submodules, to_channels_last
-    from denseclip.models.slide import slide_windows
     from denseclip.utils.benchmark import (benchmark_inference, benchmark_training,
-                                           build_train_optim_wrapper, compare_fast_paths,
-                                           inference_step, synthetic_batch)
+                                           compare_inference, compare_training)
     from denseclip.utils.build import build_segmentor, load_config
 
 ADE20K_TEST_SHAPE = (512, 683)  # a 4:3 photo resized to (2048, 512), keep ratio
@@ -84,38 +82,11 @@ def crop_size(cfg) -> tuple[int, int]:
 def compare(args, cfg, model, shape) -> list[dict]:
     """``--compare``: the default against each fast path, per inference mode or training."""
     rounds = dict(rounds=args.repeats, warmup=args.warmup)
-    is_denseclip = hasattr(model, 'cache_text')
     if args.mode == 'train':
-        size = shape or crop_size(cfg)
-        batch_size = args.batch_size or cfg.train_dataloader.batch_size
-        data = synthetic_batch(batch_size, size, model.num_classes, with_labels=True)
-        wrappers = {amp: build_train_optim_wrapper(model, cfg, amp) for amp in (False, True)}
-        model.train()
-        states = {'default': {}, 'channels last': dict(channels_last=True),
-                  'amp': dict(amp=True)}
-        result = compare_fast_paths(
-            model, states, lambda amp: lambda: model.train_step(data, wrappers[amp]), **rounds)
-        model.eval()
-        return [dict(mode='train', shape=list(size), batch_size=batch_size, states=result)]
-    results = []
-    size = shape or ADE20K_TEST_SHAPE
-    test_cfg = model.test_cfg.copy()
-    for mode in args.infer_modes:
-        states = {'default': {}}
-        if is_denseclip:
-            states['no text cache'] = dict(text_cache=False)
-        if mode == 'slide' and is_denseclip:
-            crops = args.slide_batch_size or len(slide_windows(
-                size, test_cfg.crop_size, test_cfg.stride))
-            states[f'slide batch {crops}'] = dict(slide_batch_size=crops)
-        states.update({'channels last': dict(channels_last=True), 'amp': dict(amp=True)})
-        batch_size = args.batch_size or 1
-        result = compare_fast_paths(
-            model, states, lambda amp: inference_step(model, mode, size, batch_size, amp),
-            **rounds)
-        model.test_cfg = test_cfg.copy()
-        results.append(dict(mode=mode, shape=list(size), batch_size=batch_size, states=result))
-    return results
+        return [compare_training(model, cfg, shape or crop_size(cfg),
+                                 args.batch_size or cfg.train_dataloader.batch_size, **rounds)]
+    return [compare_inference(model, mode, shape or ADE20K_TEST_SHAPE, args.batch_size or 1,
+                              args.slide_batch_size, **rounds) for mode in args.infer_modes]
 
 
 def print_comparison(results: list[dict]) -> None:

@@ -10,7 +10,8 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+# exec: a scheduler's SIGTERM reaches torchrun and its workers
+PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH exec \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \

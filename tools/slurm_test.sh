@@ -16,7 +16,7 @@ PYTHON=${PYTHON:-python}
 # SRUN_ARGS is split into words on purpose
 # shellcheck disable=SC2086
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p "$PARTITION" \
+srun -p "$PARTITION" --kill-on-bad-exit=1 \
     --job-name="$JOB_NAME" \
     --gres=gpu:"$GPUS_PER_NODE" \
     --ntasks="$GPUS" \

@@ -6,7 +6,8 @@ post-processing to the original size) under ``torch.no_grad``; training runs ``t
 ``optim_wrapper`` builds. Warm-up iterations are excluded; the reported rate is the median over
 ``repeats`` timed runs of ``iters`` iterations each. Peak memory is CUDA's max-allocated on a
 GPU and the process's peak resident set size (``VmHWM``, reset before each measurement where
-the kernel allows it) on a CPU.
+the kernel allows it) on a CPU. ``compare_*`` time the fast paths against the default,
+interleaved round-robin so that a drifting machine load affects every state alike.
 """
 import contextlib
 import copy
@@ -24,6 +25,8 @@ from mmengine.runner.amp import autocast
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from torch import nn
+
+from denseclip.models.slide import slide_windows
 
 from .amp import enable_amp
 
@@ -242,3 +245,45 @@ def compare_fast_paths(model: nn.Module, states: dict[str, dict], step_for: Call
     return {name: dict(s_per_iter=statistics.median(runs[name]), runs_s_per_iter=runs[name],
                        peak_memory_mb=memory[name].mb, peak_memory_kind=memory[name].kind)
             for name in states}
+
+
+def compare_inference(model: nn.Module, mode: str, size: tuple[int, int], batch_size: int = 1,
+                      slide_batch_size: Optional[int] = None, rounds: int = 5,
+                      warmup: int = 1) -> dict:
+    """:func:`compare_fast_paths` for ``test_step`` in ``mode``: the default, the text cache
+    off, batched crops (slide mode; all crops of an image per pass unless
+    ``slide_batch_size``), channels-last and mixed precision."""
+    states = {'default': {}}
+    is_denseclip = hasattr(model, 'cache_text')
+    if is_denseclip:
+        states['no text cache'] = dict(text_cache=False)
+    if mode == 'slide' and is_denseclip:
+        crops = slide_batch_size or len(slide_windows(size, model.test_cfg.crop_size,
+                                                      model.test_cfg.stride))
+        states[f'slide batch {crops}'] = dict(slide_batch_size=crops)
+    states.update({'channels last': dict(channels_last=True), 'amp': dict(amp=True)})
+    test_cfg = copy.deepcopy(model.test_cfg)
+    try:
+        result = compare_fast_paths(
+            model, states, lambda amp: inference_step(model, mode, size, batch_size, amp),
+            rounds, warmup)
+    finally:
+        model.test_cfg = test_cfg
+    return dict(mode=mode, shape=list(size), batch_size=batch_size, states=result)
+
+
+def compare_training(model: nn.Module, cfg: Config, size: tuple[int, int], batch_size: int = 2,
+                     rounds: int = 3, warmup: int = 1) -> dict:
+    """:func:`compare_fast_paths` for ``train_step``: the default, channels-last and mixed
+    precision (each with its own optimiser wrapper, built from ``cfg``)."""
+    data = synthetic_batch(batch_size, size, getattr(model, 'num_classes', 1), with_labels=True)
+    wrappers = {amp: build_train_optim_wrapper(model, cfg, amp) for amp in (False, True)}
+    states = {'default': {}, 'channels last': dict(channels_last=True), 'amp': dict(amp=True)}
+    model.train()
+    try:
+        result = compare_fast_paths(
+            model, states, lambda amp: lambda: model.train_step(data, wrappers[amp]), rounds,
+            warmup)
+    finally:
+        model.eval()
+    return dict(mode='train', shape=list(size), batch_size=batch_size, states=result)

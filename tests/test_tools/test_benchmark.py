@@ -1,6 +1,7 @@
 """Benchmarking (``denseclip.utils.benchmark``, ``tools/benchmark.py``) on the quickstart's tiny
 DenseCLIP: the timing protocol, peak memory, synthetic batches, inference and training steps
 with and without the fast paths, and the command line's JSON."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +14,8 @@ import torch
 from denseclip.utils import BFloat16OptimWrapper
 from denseclip.utils.benchmark import (PeakMemory, benchmark_inference, benchmark_training,
                                        build_train_optim_wrapper, compare_fast_paths,
-                                       inference_step, synthetic_batch, time_runs)
+                                       compare_inference, inference_step, synthetic_batch,
+                                       time_runs)
 from denseclip.utils.build import build_segmentor, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +101,16 @@ def test_compare_fast_paths_interleaves_the_states_and_restores_the_model(cfg):
     assert model.backbone.conv1.weight.is_contiguous()
 
 
+def test_compare_inference_states(cfg):
+    model = build_segmentor(cfg)
+    before = dict(model.test_cfg)
+    result = compare_inference(model, 'slide', (96, 128), rounds=1, warmup=0)
+    # 96 x 128 with 64 crops at stride 48: 2 x 3 crops, all in one pass
+    assert list(result['states']) == ['default', 'no text cache', 'slide batch 6',
+                                      'channels last', 'amp']
+    assert dict(model.test_cfg) == before
+
+
 def _run_tool(*args: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, str(ROOT / 'tools/benchmark.py'), QUICKSTART,
@@ -108,7 +120,7 @@ def _run_tool(*args: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_cli_infer_and_train_json():
+def test_cli_infer_json():
     options = ['--cfg-options', 'model.test_cfg.crop_size=(64,64)',
                'model.test_cfg.stride=(48,48)']
     out = _run_tool('--shape', '96', '128', '--slide-batch-size', '4', '--channels-last',
@@ -116,7 +128,18 @@ def test_cli_infer_and_train_json():
     assert out['settings']['slide_batch_size'] == 4 and out['settings']['channels_last']
     assert [result['mode'] for result in out['results']] == ['whole', 'slide']
     assert all(result['items_per_s'] > 0 and result['amp'] for result in out['results'])
-    out = _run_tool('--mode', 'train', '--batch-size', '2', '--compare')
+
+
+
+def test_cli_compare_train(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location('benchmark', ROOT / 'tools/benchmark.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(sys, 'argv', ['benchmark.py', QUICKSTART, '--json', '--warmup', '0',
+                                      '--repeats', '1', '--mode', 'train', '--batch-size', '2',
+                                      '--compare'])
+    tool.main()  # in-process: the subprocess test above covers the start-up
+    out = json.loads(capsys.readouterr().out)
     (result, ) = out['results']
     assert result['mode'] == 'train' and result['shape'] == [64, 64]  # the config's crop
     assert set(result['states']) == {'default', 'channels last', 'amp'}

@@ -8,6 +8,7 @@
 - one full-size check against the paper: RN50 DenseCLIP at 1024 x 1024 (~15 s);
 - the command line, ``--json`` printing one object with the documented keys.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -138,7 +139,13 @@ def test_cli_json_prints_one_object_with_the_documented_keys():
     assert report['params_m'] < report['params_m_total']
 
 
-def test_cli_table_states_the_conventions():
-    out = _run_tool(QUICKSTART, '--shape', '64', '96', '--legacy-fvcore')
+def test_cli_table_states_the_conventions(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location('get_flops', ROOT / 'tools/get_flops.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(sys, 'argv', ['get_flops.py', QUICKSTART, '--shape', '64', '96',
+                                      '--legacy-fvcore'])
+    tool.main()  # in-process: the subprocess test above covers the start-up
+    out = capsys.readouterr().out
     assert 'input 1x3x64x96' in out and '(excluded)' in out and 'Conventions' in out
     assert '--legacy-fvcore' in out
