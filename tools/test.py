@@ -38,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--tta', action='store_true', help='multi-scale + flip test-time augmentation')
     parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed-precision inference (autocast: fp16 on GPU, bfloat16 on CPU)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -95,6 +98,8 @@ def main() -> dict:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.amp:
+        cfg.test_cfg.fp16 = True  # mmengine's TestLoop runs the model under autocast
     if args.out is not None:
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True
