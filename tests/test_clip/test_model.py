@@ -27,7 +27,8 @@ def reference_keys(name: str) -> dict:
     """``{key: (shape, dtype)}`` from ``shared/reference/openai_clip_{name}.keys.tsv``."""
     path = REFERENCE / f'openai_clip_{name}.keys.tsv'
     if not path.is_file():
-        pytest.skip(f'{path} is not available')
+        pytest.fail(f'{path} is missing: the key lists live in shared/reference/ next to the '
+                    'project root')
     keys = {}
     for line in path.read_text().splitlines():
         key, shape, dtype = line.split('\t')

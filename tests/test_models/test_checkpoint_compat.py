@@ -23,7 +23,8 @@ def _reference(name: str) -> dict[str, tuple[str, str]]:
     """``{key: (shape, dtype)}`` from a tab-separated key list of a released checkpoint."""
     path = REFERENCE / f'{name}.keys.tsv'
     if not path.is_file():
-        pytest.skip(f'reference key list {path} is not available')
+        pytest.fail(f'reference key list {path} is missing (shared/reference/ next to the '
+                    'project root)')
     rows = [line.split('\t') for line in path.read_text().splitlines() if line.strip()]
     reference = {key: (shape, dtype) for key, shape, dtype in rows}
     assert len(reference) == len(rows), f'{path} lists a key twice'
