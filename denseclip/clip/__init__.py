@@ -8,7 +8,7 @@ from .tokenizer import tokenize
 from .vit import VisionTransformer
 
 __all__ = [
-    'CLIP', 'AttentionPool2d', 'CheckpointError', 'ModifiedResNet', 'ResNetTrunk', 'TextTransformer',
-    'VisionTransformer', 'build_model', 'contrastive_loss', 'infer_clip_config', 'load',
+    'CLIP', 'AttentionPool2d', 'CheckpointError', 'ModifiedResNet', 'ResNetTrunk',
+    'TextTransformer', 'VisionTransformer', 'build_model', 'contrastive_loss', 'infer_clip_config', 'load',
     'read_state_dict', 'tokenize'
 ]

@@ -39,7 +39,8 @@ WEIGHTS_ONLY_REFUSALS = ('Unsupported global', 'unrecognized function', 'Can onl
                          'Can only create new object', 'is not allowed')
 
 
-def _is_torchscript(path: str) -> bool:
+def is_torchscript(path: str) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip holding ``constants.pkl``)."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
@@ -57,7 +58,7 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file {path!r} does not exist. {WEIGHTS_HINT}')
     try:
-        if _is_torchscript(path):
+        if is_torchscript(path):
             state_dict = torch.jit.load(path, map_location='cpu').state_dict()
         elif path.endswith('.safetensors'):
             state_dict = safetensors.torch.load_file(path, device='cpu')
@@ -129,7 +130,8 @@ def resize_grid_positions(embedding: torch.Tensor,
     try:
         return resize_grid_embedding(embedding, 1, (side, side))
     except ValueError as err:
-        raise CheckpointError(f'image positional embedding {tuple(embedding.shape)}: {err}') from err
+        raise CheckpointError(
+            f'image positional embedding {tuple(embedding.shape)}: {err}') from err
 
 
 def _matches(key: str, patterns: Iterable[str]) -> bool:

@@ -6,7 +6,8 @@ from .layers import Transformer, resize_grid_embedding
 
 
 class VisionTransformer(nn.Module):
-    """CLIP's ViT: bias-free patch conv, class token, ``ln_pre``, transformer, ``ln_post``, ``proj``.
+    """CLIP's ViT: bias-free patch conv, class token, ``ln_pre``, transformer, ``ln_post``,
+    ``proj``.
 
     The spatial positional embedding is resized bilinearly to the patch grid at run time, so any
     input whose sides are multiples of the patch size is accepted.

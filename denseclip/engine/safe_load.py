@@ -19,7 +19,6 @@ import os
 import os.path as osp
 import pickle
 import re
-import zipfile
 from typing import Any, Optional
 
 import numpy as np
@@ -28,7 +27,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from denseclip.clip.checkpoint import WEIGHTS_ONLY_REFUSALS, CheckpointError
+from denseclip.clip.checkpoint import WEIGHTS_ONLY_REFUSALS, CheckpointError, is_torchscript
 
 _np_core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core
 
@@ -58,14 +57,6 @@ CONVERT_HINT = (
     'If you trust the file, convert it once to a plain state dict: python -c "import torch; '
     "c = torch.load('IN', weights_only=False); torch.save({'state_dict': c.get('state_dict', "
     "c)}, 'OUT')\"")
-
-
-def is_torchscript(path: str) -> bool:
-    """Whether ``path`` is a TorchScript archive (a zip holding ``constants.pkl``)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith('constants.pkl') for name in archive.namelist())
 
 
 def _unsafe_globals(path: str) -> list[str]:
