@@ -13,7 +13,6 @@ Two conversions, each a pure function over what a file holds:
   stripped and the optimizer state is dropped, all of it reported.
 """
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from denseclip.clip import CheckpointError, build_model, infer_clip_config, read_state_dict
+from denseclip.engine.safe_load import weights_only_load
 
 StateDict = dict[str, torch.Tensor]
 
@@ -75,17 +75,15 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
+        return weights_only_load(path, map_location='cpu')  # the project's safe loader
+    except CheckpointError as err:
+        if not str(err).startswith('refusing'):  # damaged, not merely unsafe
+            raise
         if not trust:
             raise CheckpointError(
-                f'{path!r} holds Python objects beyond tensors and plain values, so loading it '
-                f'could run code from the file (torch refused: {err}). If you trust its source, '
-                'rerun with --trust-pickle; the converted file will hold tensors and plain '
-                'values only.') from err
-        return torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as err:  # torch raises many types for damaged files
-        raise CheckpointError(f'cannot read {path!r}: {type(err).__name__}: {err}') from err
+                f'{err} If you trust its source, rerun with --trust-pickle; the converted file '
+                'will hold tensors and plain values only.') from err
+    return torch.load(path, map_location='cpu', weights_only=False)  # explicit --trust-pickle
 
 
 def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,
