@@ -6,7 +6,8 @@ from mmengine.config import Config
 from mmseg.apis import init_model as mmseg_init_model
 from torch import nn
 
-from denseclip.utils import fill_class_names, revert_sync_bn_cfg
+from denseclip.utils import revert_sync_bn_cfg
+from denseclip.utils.build import load_config
 
 
 def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
@@ -23,10 +24,7 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
         device: ``'cpu'`` or ``'cuda:N'``.
         cfg_options: Overrides merged into the config.
     """
-    cfg = Config.fromfile(config) if isinstance(config, (str, os.PathLike)) else config.copy()
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    fill_class_names(cfg)
+    cfg = load_config(config, cfg_options)  # a copy, class names filled in
     if str(device).startswith('cpu'):
         revert_sync_bn_cfg(cfg.model)
     return mmseg_init_model(cfg, checkpoint, device=device)

@@ -130,3 +130,21 @@ def resize_grid_embedding(embedding: torch.Tensor, num_prefix: int,
     grid = F.interpolate(grid, size=size, mode='bilinear', align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(size[0] * size[1], channels)  # [H*W, C]
     return torch.cat([prefix, grid], dim=0)
+
+
+def check_resolution(resolution: int, multiple: int, unit: str,
+                     key: str = 'input_resolution') -> None:
+    """Raises unless ``resolution`` is a whole number of grid cells of ``multiple`` pixels.
+
+    Args:
+        resolution: The input resolution a positional embedding is stored for.
+        multiple: Pixels per grid cell (the output stride or the patch size).
+        unit: How the message names ``multiple`` (``'32 (the output stride)'``).
+        key: How the message names ``resolution`` (a config key, where there is one).
+    """
+    if resolution % multiple:
+        suggestion = max(multiple, round(resolution / multiple) * multiple)
+        raise ValueError(
+            f'{key}={resolution} is not a multiple of {unit}: the positional embedding needs a '
+            f'whole grid; use the crop size rounded to a multiple of {multiple}, e.g. '
+            f'{suggestion}')

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import resize_grid_embedding
+from .layers import check_resolution, resize_grid_embedding
 
 
 class Bottleneck(nn.Module):
@@ -133,8 +133,7 @@ class ModifiedResNet(ResNetTrunk):
     def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int,
                  input_resolution: int = 224, width: int = 64):
         super().__init__(layers, width)
-        if input_resolution % 32:
-            raise ValueError(f'input_resolution must be a multiple of 32, got {input_resolution}')
+        check_resolution(input_resolution, 32, '32 (the output stride)')
         self.input_resolution = input_resolution
         self.output_dim = output_dim
         self.attnpool = AttentionPool2d(input_resolution // 32, width * 32, heads, output_dim)

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .layers import Transformer, resize_grid_embedding
+from .layers import Transformer, check_resolution, resize_grid_embedding
 
 
 class VisionTransformer(nn.Module):
@@ -16,9 +16,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int,
                  heads: int, output_dim: int, drop_path_rate: float = 0.0):
         super().__init__()
-        if input_resolution % patch_size:
-            raise ValueError(f'input_resolution {input_resolution} is not a multiple of '
-                             f'patch_size {patch_size}')
+        check_resolution(input_resolution, patch_size, f'patch_size {patch_size}')
         self.input_resolution = input_resolution
         self.patch_size = patch_size
         self.output_dim = output_dim

@@ -5,6 +5,7 @@ import torch
 from mmseg.registry import MODELS
 
 from denseclip.clip.checkpoint import load_tower
+from denseclip.clip.layers import check_resolution
 from denseclip.clip.resnet import ModifiedResNet, ResNetTrunk
 
 STRIDE = 32  # of C5, the attention pool's grid
@@ -66,12 +67,8 @@ class CLIPResNetWithAttention(ModifiedResNet):
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), output_dim: int = 1024,
                  input_resolution: int = 224, width: int = 64, heads: Optional[int] = None,
                  pretrained: Optional[str] = None):
-        if input_resolution % STRIDE:
-            raise ValueError(
-                f'model.backbone.input_resolution={input_resolution} is not a multiple of '
-                f'{STRIDE} (the ResNet\'s output stride): the attention pool\'s positional '
-                f'embedding needs a whole grid; use the crop size rounded to a multiple of '
-                f'{STRIDE}, e.g. {max(STRIDE, round(input_resolution / STRIDE) * STRIDE)}')
+        check_resolution(input_resolution, STRIDE, f'{STRIDE} (the output stride)',
+                         key='model.backbone.input_resolution')
         super().__init__(tuple(layers), output_dim, heads or width * 32 // 64, input_resolution,
                          width)
         self.pretrained = pretrained

@@ -7,6 +7,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from denseclip.clip.checkpoint import load_tower
+from denseclip.clip.layers import check_resolution
 from denseclip.clip.vit import VisionTransformer
 
 from .clip_resnet import check_input_size
@@ -73,12 +74,8 @@ class CLIPVisionTransformer(VisionTransformer):
                  out_indices: Sequence[int] = (3, 5, 7, 11), drop_path_rate: float = 0.0,
                  get_embeddings: bool = False, norm_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None):
-        if input_resolution % patch_size:
-            raise ValueError(
-                f'model.backbone.input_resolution={input_resolution} is not a multiple of '
-                f'patch_size={patch_size}: the positional embedding needs a whole patch grid; '
-                f'use the crop size rounded to a multiple of {patch_size}, e.g. '
-                f'{max(patch_size, round(input_resolution / patch_size) * patch_size)}')
+        check_resolution(input_resolution, patch_size, f'patch_size={patch_size}',
+                         key='model.backbone.input_resolution')
         super().__init__(input_resolution, patch_size, width, layers, heads, output_dim,
                          drop_path_rate)
         if len(out_indices) != 4 or not all(0 <= index < layers for index in out_indices):
