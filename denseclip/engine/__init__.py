@@ -1,4 +1,5 @@
-"""Robust training: safe checkpoint loading, atomic checkpoints, exact resume, NaN guard.
+"""Robust training: safe checkpoint loading, atomic checkpoints, exact resume, NaN guard, and
+the released learning-rate schedule.
 
 Importing this package (``import denseclip`` does) registers the hooks and the ``atomic_local``
 file backend and makes mmengine load every checkpoint with ``weights_only=True``
@@ -10,12 +11,13 @@ from .hooks import (AtomicCheckpointHook, IterationSeedHook, NaNGuardHook, NonFi
                     NonFiniteWeightsError)
 from .resume import checkpoint_problem, configure_resume, find_resume_checkpoint
 from .safe_load import load_from_local_weights_only, weights_only_load
+from .schedulers import WarmupPolyLR
 
 safe_load.install()
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'IterationSeedHook', 'NaNGuardHook',
-    'NonFiniteLossError', 'NonFiniteWeightsError', 'atomic_write', 'checkpoint_problem',
+    'NonFiniteLossError', 'NonFiniteWeightsError', 'WarmupPolyLR', 'atomic_write', 'checkpoint_problem',
     'configure_resume', 'find_resume_checkpoint', 'load_from_local_weights_only',
     'remove_partial_files', 'weights_only_load'
 ]

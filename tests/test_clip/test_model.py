@@ -1,6 +1,5 @@
 """The CLIP model: OpenAI's exact state dict layout, zero-shot logits and the contrastive loss."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +8,6 @@ from denseclip.clip import CLIP, contrastive_loss, tokenize
 
 from .tiny import TINY_RN
 
-REFERENCE = Path(__file__).resolve().parents[3] / 'shared' / 'reference'
 #: int64 scalars stored in OpenAI's archives next to the weights; the model has no such tensors.
 ARCHIVE_ONLY = {'input_resolution', 'context_length', 'vocab_size'}
 
@@ -23,22 +21,9 @@ FULL_SIZE = {
 }
 
 
-def reference_keys(name: str) -> dict:
-    """``{key: (shape, dtype)}`` from ``shared/reference/openai_clip_{name}.keys.tsv``."""
-    path = REFERENCE / f'openai_clip_{name}.keys.tsv'
-    if not path.is_file():
-        pytest.fail(f'{path} is missing: the key lists live in shared/reference/ next to the '
-                    'project root')
-    keys = {}
-    for line in path.read_text().splitlines():
-        key, shape, dtype = line.split('\t')
-        keys[key] = (tuple(int(n) for n in shape.strip('()').split(',') if n.strip()), dtype)
-    return keys
-
-
 @pytest.mark.parametrize('name', FULL_SIZE)
-def test_state_dict_matches_openai_archive(name):
-    expected = reference_keys(name)
+def test_state_dict_matches_openai_archive(name, reference_keys):
+    expected = reference_keys(f'openai_clip_{name}')
     assert ARCHIVE_ONLY <= set(expected)
     expected = {key: value for key, value in expected.items() if key not in ARCHIVE_ONLY}
     model = CLIP(**FULL_SIZE[name])

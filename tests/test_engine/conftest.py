@@ -47,7 +47,7 @@ class ToyDataset(Dataset):
 @pytest.fixture
 def make_runner() -> Callable[..., Runner]:
     def build(work_dir, hooks=(), nan_at=(), max_iters: int = 5, max_keep_ckpts: int = -1,
-              checkpoint_hook=None) -> Runner:
+              checkpoint_hook=None, optim_wrapper=None, param_scheduler=None) -> Runner:
         torch.manual_seed(0)
         return Runner(
             model=ToyModel(nan_at),
@@ -56,7 +56,8 @@ def make_runner() -> Callable[..., Runner]:
             train_dataloader=dict(dataset=ToyDataset(), batch_size=2,
                                   sampler=dict(type='InfiniteSampler', shuffle=False),
                                   collate_fn=dict(type='pseudo_collate')),
-            optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+            optim_wrapper=optim_wrapper or dict(optimizer=dict(type='SGD', lr=0.01)),
+            param_scheduler=param_scheduler,
             train_cfg=dict(by_epoch=False, max_iters=max_iters),
             default_hooks=dict(
                 logger=dict(type='LoggerHook', interval=1),

@@ -2,11 +2,9 @@
 
 Builds RN50 DenseCLIP, ViT-B/16 DenseCLIP and the RN50 CLIP + Semantic FPN baseline at full
 size (random weights, nothing downloaded; a few seconds each on a CPU) and compares their state
-dicts with the key lists of the released checkpoints in ``shared/reference/``. A difference in
+dicts with the key lists of the released checkpoints in ``tests/data/reference/``. A difference in
 any name, shape or dtype means the released checkpoints would not load without renaming.
 """
-from pathlib import Path
-
 import pytest
 import torch
 from mmengine.config import ConfigDict
@@ -15,29 +13,15 @@ from mmseg.registry import MODELS
 
 from denseclip.clip import tokenize
 
-REFERENCE = Path(__file__).resolve().parents[3] / 'shared' / 'reference'
 ADE20K_CLASSES = list(ADE20KDataset.METAINFO['classes'])
 
 
-def _reference(name: str) -> dict[str, tuple[str, str]]:
-    """``{key: (shape, dtype)}`` from a tab-separated key list of a released checkpoint."""
-    path = REFERENCE / f'{name}.keys.tsv'
-    if not path.is_file():
-        pytest.fail(f'reference key list {path} is missing (shared/reference/ next to the '
-                    'project root)')
-    rows = [line.split('\t') for line in path.read_text().splitlines() if line.strip()]
-    reference = {key: (shape, dtype) for key, shape, dtype in rows}
-    assert len(reference) == len(rows), f'{path} lists a key twice'
-    return reference
-
-
 def _keys_of(model: torch.nn.Module) -> dict[str, tuple[str, str]]:
-    return {key: (str(tuple(value.shape)), str(value.dtype).replace('torch.', ''))
+    return {key: (tuple(value.shape), str(value.dtype).replace('torch.', ''))
             for key, value in model.state_dict().items()}
 
 
-def _assert_same_keys(model: torch.nn.Module, name: str) -> None:
-    reference = _reference(name)
+def _assert_same_keys(model: torch.nn.Module, name: str, reference: dict) -> None:
     actual = _keys_of(model)
     missing = sorted(set(reference) - set(actual))
     unexpected = sorted(set(actual) - set(reference))
@@ -86,35 +70,35 @@ def test_ade20k_class_names_fit_five_tokens():
     assert (tokens[:, 0] == tokens[0, 0]).all()  # every row starts with SOS
 
 
-def test_denseclip_rn50_matches_released_checkpoint():
+def test_denseclip_rn50_matches_released_checkpoint(reference_keys):
     model = _denseclip(
         backbone=dict(type='CLIPResNetWithAttention', layers=(3, 4, 6, 3), output_dim=1024,
                       input_resolution=512),
         embed_dim=1024, neck_channels=[256, 512, 1024, 2048], score_concat_index=3)
     assert model.neck.lateral_convs[3].conv.in_channels == 2048 + 150
-    _assert_same_keys(model, 'denseclip_fpn_res50_512x512_80k')
+    _assert_same_keys(model, 'denseclip_fpn_res50_512x512_80k', reference_keys('denseclip_fpn_res50_512x512_80k'))
     # the paper's Table 1 counts 50.3M parameters without the frozen text encoder; the tensors
     # of the released checkpoint (matched exactly above) add up to 50.25M
     assert _trainable_millions(model) == pytest.approx(50.3, abs=0.1)
 
 
-def test_denseclip_vit_b16_matches_released_checkpoint():
+def test_denseclip_vit_b16_matches_released_checkpoint(reference_keys):
     model = _denseclip(
         backbone=dict(type='CLIPVisionTransformer', patch_size=16, width=768, layers=12,
                       heads=12, output_dim=512, input_resolution=640, get_embeddings=True,
                       drop_path_rate=0.1, out_indices=(3, 5, 7, 11)),
         embed_dim=512, neck_channels=[768] * 4, score_concat_index=2)
     assert model.neck.lateral_convs[2].conv.in_channels == 768 + 150
-    _assert_same_keys(model, 'denseclip_fpn_vit-b_640x640_80k')
+    _assert_same_keys(model, 'denseclip_fpn_vit-b_640x640_80k', reference_keys('denseclip_fpn_vit-b_640x640_80k'))
 
 
-def test_clip_fpn_baseline_matches_released_checkpoint():
+def test_clip_fpn_baseline_matches_released_checkpoint(reference_keys):
     model = MODELS.build(ConfigDict(
         type='EncoderDecoder',
         backbone=dict(type='CLIPResNet', layers=(3, 4, 6, 3)),
         neck=dict(type='FPN', in_channels=[256, 512, 1024, 2048], out_channels=256,
                   num_outs=4),
         decode_head=dict(_fpn_head(), num_classes=150)))
-    _assert_same_keys(model, 'fpn_clipres50_512x512_80k')
+    _assert_same_keys(model, 'fpn_clipres50_512x512_80k', reference_keys('fpn_clipres50_512x512_80k'))
     # the paper's Table 1: 31.0M parameters
     assert _trainable_millions(model) == pytest.approx(31.0, abs=0.05)

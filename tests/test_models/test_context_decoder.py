@@ -1,6 +1,5 @@
 """Tests of the ContextDecoder against the released layout and a naive re-computation."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,21 +8,6 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from denseclip.models.context_decoder import ContextDecoder
-
-REFERENCE = (Path(__file__).parents[3] / 'shared' / 'reference'
-             / 'denseclip_fpn_res50_512x512_80k.keys.tsv')
-
-
-def _reference_shapes(prefix: str) -> dict[str, tuple[int, ...]]:
-    """Keys (without ``prefix``) and shapes of the released checkpoint under ``prefix``."""
-    assert REFERENCE.is_file(), f'reference key list not found: {REFERENCE}'
-    shapes = {}
-    for line in REFERENCE.read_text().splitlines():
-        key, shape = line.split('\t')[:2]
-        if key.startswith(prefix):
-            shapes[key[len(prefix):]] = tuple(int(s) for s in shape.strip('()').split(',') if s)
-    return shapes
-
 
 def _tiny(**kwargs) -> ContextDecoder:
     torch.manual_seed(0)
@@ -69,8 +53,11 @@ def _randomise(module: nn.Module) -> None:
             p.normal_(0, 0.3)
 
 
-def test_state_dict_matches_released_checkpoint():
-    reference = _reference_shapes('context_decoder.')
+def test_state_dict_matches_released_checkpoint(reference_keys):
+    prefix = 'context_decoder.'
+    reference = {key[len(prefix):]: shape for key, (shape, _) in
+                 reference_keys('denseclip_fpn_res50_512x512_80k').items()
+                 if key.startswith(prefix)}
     assert reference, 'no context_decoder keys in the reference key list'
     model = ContextDecoder(transformer_width=256, transformer_heads=4, transformer_layers=3,
                            visual_dim=1024)

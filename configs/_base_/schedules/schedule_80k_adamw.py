@@ -19,19 +19,18 @@ optim_wrapper = dict(
             'norm': dict(decay_mult=0.),
         }))
 
+# The released (mmcv 1.x) schedule, per parameter group with base lr b (1e-4 x lr_mult):
+#   lr(t) = w(t) * ((b - 1e-6) * (1 - t / 80000) ** 0.9 + 1e-6),
+#   w(t) = 1 - (1 - t / 1500) * (1 - 1e-6) for t < 1500, else 1,
+# where t is the iteration (0-based). mmengine's LinearLR + PolyLR chain cannot express
+# 'warm-up factor x poly' (see denseclip/engine/schedulers.py).
 param_scheduler = [
     dict(
-        type='LinearLR',
-        start_factor=1e-6,
-        by_epoch=False,
-        begin=0,
-        end=warmup_iters),
-    # poly over the whole run, multiplied by the warm-up while both are active: the released
-    # (mmcv) schedule, where the warm-up scales the poly learning rate
-    dict(
-        type='PolyLR',
+        type='WarmupPolyLR',
         power=0.9,
         eta_min=1e-6,
+        warmup_iters=warmup_iters,
+        warmup_ratio=1e-6,
         by_epoch=False,
         begin=0,
         end=max_iters),
