@@ -5,6 +5,8 @@ Values are checked against naive functional re-computations that read the weight
 OpenAI key names (``conv1.weight``, ``attnpool.q_proj.weight``, ``ln_1.weight`` ...), so they
 are independent of how the modules are put together.
 """
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -301,6 +303,32 @@ def test_vit_levels_three_and_four_by_hand(randomize):
     _assert_close(maps[3], expected, atol=1e-4)
 
 
+@pytest.mark.parametrize('patch_size', [16, 8])
+def test_vit_pads_an_input_off_the_patch_grid_and_crops_back(patch_size, randomize):
+    """A 36 x 44 input is not cut to the patch grid: its last rows and columns count."""
+    model = _tiny_vit(patch_size, randomize=randomize)
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 36, 44)
+    with torch.no_grad():
+        *maps, (_, dense) = model(x)
+        padded = model(F.pad(x, (0, -44 % patch_size, 0, -36 % patch_size)))
+        changed = x.clone()
+        changed[..., -4:, :] = 0
+        changed[..., :, -4:] = 0
+        *changed_maps, _ = model(changed)
+    for stride, feature, full in zip((4, 8, 16, 32), maps, padded):
+        expected = (math.ceil(36 / stride), math.ceil(44 / stride))
+        assert feature.shape[-2:] == tuple(map(min, expected, full.shape[-2:]))
+        # the levels are the zero-padded input's, cropped to the unpadded input's grid
+        _assert_close(feature, full[..., :feature.shape[-2], :feature.shape[-1]])
+    assert dense.shape[-2:] == (math.ceil(36 / patch_size), math.ceil(44 / patch_size))
+    # levels 1-3 see the last 4 rows and columns (the patch conv alone would drop them); level 4
+    # max-pools the grid with floor rounding, as in the released models
+    for feature, changed_feature in zip(maps[:3], changed_maps):
+        assert not torch.allclose(feature[..., -1, :], changed_feature[..., -1, :])
+        assert not torch.allclose(feature[..., :, -1], changed_feature[..., :, -1])
+
+
 def test_vit_class_position_carries_class_embedding_twice(randomize):
     model = _tiny_vit(randomize=randomize)
     for size in [(4, 4), (4, 6)]:
@@ -377,7 +405,7 @@ def test_vit_pyramid_key_names():
 
 
 @pytest.mark.parametrize('out_indices', [(0, 1, 2), (0, 1, 2, 4), (-1, 0, 1, 2),
-                                         (0, 1, 2, 3, 3)])
+                                         (0, 1, 2, 3, 3), (0, 1, 1, 1)])
 def test_vit_rejects_bad_out_indices(out_indices):
     with pytest.raises(ValueError, match='out_indices'):
         CLIPVisionTransformer(input_resolution=64, patch_size=16, width=64, layers=4, heads=2,

@@ -1,7 +1,9 @@
 """CLIP Vision Transformer backbone for mmseg."""
+import math
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmseg.registry import MODELS
 from torch import nn
@@ -43,6 +45,15 @@ def _pyramid(width: int, patch_size: int, norm_cfg: dict) -> list[nn.Module]:
                      f'got {patch_size}')
 
 
+#: Output strides of ``fpn1``..``fpn4``.
+LEVEL_STRIDES = (4, 8, 16, 32)
+
+
+def crop_to_input(feature: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
+    """Keeps the ``ceil(size / stride)`` rows and columns that cover an unpadded input."""
+    return feature[..., :math.ceil(size[0] / stride), :math.ceil(size[1] / stride)]
+
+
 @MODELS.register_module()
 class CLIPVisionTransformer(VisionTransformer):
     """CLIP's ViT as a backbone: a 4-level feature pyramid plus optional dense embeddings.
@@ -52,6 +63,11 @@ class CLIPVisionTransformer(VisionTransformer):
     ``get_embeddings`` every token goes through ``ln_post`` and ``proj``, giving
     ``(global [B, D], dense [B, D, H/p, W/p])``; and, as in the released DenseCLIP models, the
     class position of the positional embedding also gets ``class_embedding`` added.
+
+    An input whose sides are not multiples of the patch size is zero-padded at the bottom and
+    right to the patch grid (the patch convolution would otherwise drop the last pixels), and
+    each level is cropped back to ``ceil(side / stride)``, the grid a convolutional backbone
+    gives; inputs on the grid are unchanged.
 
     Args:
         input_resolution: Training resolution; the checkpoint's grid is resized to
@@ -78,8 +94,9 @@ class CLIPVisionTransformer(VisionTransformer):
                          key='model.backbone.input_resolution')
         super().__init__(input_resolution, patch_size, width, layers, heads, output_dim,
                          drop_path_rate)
-        if len(out_indices) != 4 or not all(0 <= index < layers for index in out_indices):
-            raise ValueError(f'out_indices must name 4 of the {layers} blocks, got '
+        if (len(set(out_indices)) != 4 or len(out_indices) != 4
+                or not all(0 <= index < layers for index in out_indices)):
+            raise ValueError(f'out_indices must name 4 different blocks of the {layers}, got '
                              f'{list(out_indices)}')
         self.out_indices = tuple(out_indices)
         self.get_embeddings = get_embeddings
@@ -103,6 +120,10 @@ class CLIPVisionTransformer(VisionTransformer):
     def forward(self, x: torch.Tensor) -> tuple:
         """Returns 4 maps at strides 4..32, then ``(global, dense)`` if ``get_embeddings``."""
         check_input_size(x, 32, type(self).__name__)  # fpn4: stride 32
+        size = (x.shape[-2], x.shape[-1])
+        pad_h, pad_w = (-side % self.patch_size for side in size)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))  # bottom and right, to the patch grid
         tokens, (height, width) = self.embed(x)  # [1 + H*W, B, C]
         maps = []
         for index, block in enumerate(self.transformer.resblocks):
@@ -110,8 +131,9 @@ class CLIPVisionTransformer(VisionTransformer):
             if index in self.out_indices:
                 # [1 + H*W, B, C] -> [B, C, H, W], class token dropped
                 maps.append(tokens[1:].permute(1, 2, 0).reshape(x.shape[0], -1, height, width))
-        outputs = [level(feature) for level, feature in
-                   zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), maps)]
+        levels = (self.fpn1, self.fpn2, self.fpn3, self.fpn4)
+        outputs = [crop_to_input(level(feature), size, stride)
+                   for level, feature, stride in zip(levels, maps, LEVEL_STRIDES)]
         if self.get_embeddings:
             embedded = self.project(tokens.transpose(0, 1))  # [B, 1 + H*W, D]
             dense = embedded[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, height, width)
