@@ -15,7 +15,7 @@ setup(
     long_description=Path(__file__).with_name('README.md').read_text(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['denseclip', 'denseclip.*']),
-    python_requires='>=3.9',
+    python_requires='>=3.10',  # X | None annotations are evaluated at import time,
     install_requires=read_requirements(),
     extras_require={'tests': ['pytest']},
 )

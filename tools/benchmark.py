@@ -8,7 +8,9 @@ on ``--shape`` images (default 512 x 683: an ADE20K photo after the test resize)
 train: iterations/s of ``train_step`` at the config's crop size. Warm-up is excluded; rates
 are the median of ``--repeats`` runs; peak memory is CUDA's max-allocated or the peak RSS.
 The fast paths are switches: ``--no-text-cache``, ``--slide-batch-size``, ``--channels-last``,
-``--amp``, ``--compile``. The measuring code is ``denseclip.utils.benchmark``.
+``--amp``, ``--compile``. Every result names the device (CPU model and its bfloat16 flags,
+read from /proc/cpuinfo); ``--kernels`` adds float32/bfloat16 kernel rates. The measuring
+code is ``denseclip.utils.benchmark``.
 """
 import argparse
 import contextlib
@@ -28,7 +30,8 @@ with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on std
         import denseclip  # noqa: F401
     from denseclip.utils import compile_submodules, to_channels_last
     from denseclip.utils.benchmark import (benchmark_inference, benchmark_training,
-                                           compare_inference, compare_training)
+                                           compare_inference, compare_training,
+                                           describe_device, kernel_rates)
     from denseclip.utils.build import build_segmentor, load_config
 
 ADE20K_TEST_SHAPE = (512, 683)  # a 4:3 photo resized to (2048, 512), keep ratio
@@ -61,6 +64,9 @@ def parse_args() -> argparse.Namespace:
                         help='time the default and each fast path switched, interleaved '
                         'round-robin (--repeats rounds of one iteration); other fast-path '
                         'switches are ignored')
+    parser.add_argument('--kernels', action='store_true',
+                        help='also time a float32 and a bfloat16 matmul and conv on the device '
+                        '(does bfloat16 pay here?)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', action='store_true', help='print one JSON object only')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -105,7 +111,10 @@ def measure(args) -> tuple[dict, list[dict]]:
     shape = None if args.shape is None else tuple(args.shape * (3 - len(args.shape)))
     cfg = load_config(args.config, args.cfg_options)
     model = build_segmentor(cfg).to(args.device)
-    settings = dict(config=args.config, device=args.device, threads=torch.get_num_threads())
+    settings = dict(config=args.config, device=args.device, **describe_device(args.device),
+                    threads=torch.get_num_threads())
+    if args.kernels:
+        settings['kernel_gflops'] = kernel_rates(args.device)
     if args.compare:
         return dict(settings, rounds=args.repeats), compare(args, cfg, model, shape)
     settings.update(amp=args.amp, channels_last=args.channels_last, compile=args.compile,

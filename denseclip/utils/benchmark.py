@@ -11,6 +11,7 @@ interleaved round-robin so that a drifting machine load affects every state alik
 """
 import contextlib
 import copy
+import platform
 import re
 import resource
 import statistics
@@ -31,6 +32,64 @@ from denseclip.models.slide import slide_windows
 from .amp import enable_amp
 
 _STATUS = '/proc/self/status'
+_CPUINFO = '/proc/cpuinfo'
+#: CPU flags (as /proc/cpuinfo names them) that give bfloat16 matmuls native hardware support.
+BF16_FLAGS = ('amx_bf16', 'avx512_bf16')
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def describe_device(device: torch.device) -> dict:
+    """What the figures were measured on: the GPU's name, or the CPU's model and bf16 flags.
+
+    The CPU's flags are read from ``/proc/cpuinfo``, not assumed: without ``amx_bf16`` or
+    ``avx512_bf16`` bfloat16 runs emulated and is usually slower than float32.
+    """
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return dict(device_name=torch.cuda.get_device_name(device), bf16_flags=['cuda'])
+    model, flags = platform.processor() or 'unknown CPU', set()
+    with contextlib.suppress(OSError):
+        with open(_CPUINFO) as file:
+            info = file.read()
+        found = re.search(r'^model name\s*:\s*(.+)$', info, re.MULTILINE)
+        model = found.group(1).strip() if found else model
+        found = re.search(r'^flags\s*:\s*(.+)$', info, re.MULTILINE)
+        flags = set(found.group(1).split()) if found else set()
+    return dict(device_name=model, bf16_flags=[flag for flag in BF16_FLAGS if flag in flags])
+
+
+def kernel_rates(device: torch.device, size: int = 2048, repeats: int = 3) -> dict:
+    """GFLOP/s (2 per multiply-add) of a square matmul and a 3x3 conv in float32 and bfloat16.
+
+    The two dtypes are timed interleaved, ``repeats`` rounds, median taken; this says whether
+    ``--amp`` (bfloat16 on a CPU) can pay on this machine before a model is timed.
+    """
+    device = torch.device(device)
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    image = torch.randn(1, 256, 128, 128, device=device)
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device)
+    kernels = {
+        'matmul': (lambda dtype: a.to(dtype) @ b.to(dtype), 2 * size ** 3),
+        'conv3x3': (lambda dtype: conv.to(dtype)(image.to(dtype)), 2 * 256 * 256 * 9 * 128 ** 2),
+    }
+    rates = {}
+    for name, (kernel, flops) in kernels.items():
+        runs = {dtype: [] for dtype in (torch.float32, torch.bfloat16)}
+        with torch.no_grad():
+            for _ in range(repeats + 1):  # the first round warms up
+                for dtype, seconds in runs.items():
+                    start = time.perf_counter()
+                    kernel(dtype)
+                    _synchronize(device)
+                    seconds.append(time.perf_counter() - start)
+        rates[name] = {str(dtype).replace('torch.', ''):
+                       flops / statistics.median(seconds[1:]) / 1e9
+                       for dtype, seconds in runs.items()}
+    return rates
 
 
 def _reset_peak_rss() -> bool:
@@ -95,19 +154,15 @@ def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int,
 def time_runs(step: Callable[[], object], warmup: int, iters: int, repeats: int,
               device: torch.device) -> list[float]:
     """Seconds per iteration of ``step`` in each of ``repeats`` runs, after ``warmup`` calls."""
-    def sync() -> None:
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-
     for _ in range(warmup):
         step()
     runs = []
     for _ in range(repeats):
-        sync()
+        _synchronize(device)
         start = time.perf_counter()
         for _ in range(iters):
             step()
-        sync()
+        _synchronize(device)
         runs.append((time.perf_counter() - start) / iters)
     return runs
 
