@@ -4,16 +4,18 @@ from typing import Optional
 from mmseg.apis import MMSegInferencer
 from torch import nn
 
+from denseclip.engine.safe_load import fit_checkpoint
 from denseclip.utils import fill_class_names
 
 
 class DenseCLIPInferencer(MMSegInferencer):
     """``MMSegInferencer`` that takes DenseCLIP configs as they are.
 
-    The only difference: ``model.class_names`` left ``None`` in a config is filled from its
+    Two differences: ``model.class_names`` left ``None`` in a config is filled from its
     dataset's metainfo before the model is built (as ``tools/train.py`` does), so a config path
-    works directly. Everything else, results, pictures (``out_dir=...``) and batching, is
-    mmseg's::
+    works directly; and ``weights`` that do not fit the model are refused (a
+    :class:`~denseclip.clip.CheckpointError` that counts and lists the keys) instead of loaded
+    in part. Everything else, results, pictures (``out_dir=...``) and batching, is mmseg's::
 
         inferencer = DenseCLIPInferencer(CONFIG, weights=CHECKPOINT, device='cpu')
         result = inferencer('demo.jpg', out_dir='outputs')   # {'predictions', 'visualization'}
@@ -22,4 +24,11 @@ class DenseCLIPInferencer(MMSegInferencer):
 
     def _init_model(self, cfg, weights: Optional[str], device: str = 'cpu') -> nn.Module:
         fill_class_names(cfg)
+        self._weights = weights  # named by the fit check
         return super()._init_model(cfg, weights, device)
+
+    def _load_weights_to_model(self, model: nn.Module, checkpoint: Optional[dict],
+                               cfg) -> None:
+        if checkpoint is not None:
+            fit_checkpoint(model, checkpoint, f'checkpoint {self._weights!r}')
+        super()._load_weights_to_model(model, checkpoint, cfg)

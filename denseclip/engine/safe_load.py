@@ -1,4 +1,5 @@
-"""Checkpoint loading that never runs code from the file: the project's safe-loading policy.
+"""Checkpoint loading that never runs code from the file and never loads weights that do not
+fit the model: the project's safe-loading policy.
 
 - Pickled checkpoints (state dicts, DenseCLIP / mmengine checkpoints, resume checkpoints with
   optimiser and message-hub state) are read with ``torch.load(weights_only=True)``. Besides
@@ -14,20 +15,33 @@
 mmengine's own loader tries ``weights_only=True`` and silently falls back to
 ``weights_only=False``; :func:`install` closes that door for every path mmengine loads from
 (``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``, ``denseclip.apis.init_model``).
+
+mmengine also loads weights non-strictly: a checkpoint of another class count, backbone or crop
+size leaves layers at their random initialisation and the run goes on. :func:`fit_checkpoint`
+refuses such a checkpoint before it is loaded (:class:`CheckpointFitHook` for the runner,
+:func:`load_checkpoint` for inference), unless a partial load was asked for.
 """
+import logging
 import os
 import os.path as osp
 import pickle
-import re
+from collections import OrderedDict
 from typing import Any, Optional
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import checkpoint as mmengine_checkpoint
-from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
+from mmseg.registry import HOOKS
+from torch import nn
 
-from denseclip.clip.checkpoint import WEIGHTS_ONLY_REFUSALS, CheckpointError, is_torchscript
+from denseclip.clip.checkpoint import (CheckpointError, StateDictFit, check_fit, is_torchscript,
+                                       unreadable)
 
 _np_core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core
 
@@ -52,31 +66,9 @@ SAFE_GLOBALS = [
     (_history_buffer_getattr, 'builtins.getattr'),
 ]
 
-#: Told to users whose file is refused.
-CONVERT_HINT = (
-    'If you trust the file, convert it once to a plain state dict: python -c "import torch; '
-    "c = torch.load('IN', weights_only=False); torch.save({'state_dict': c.get('state_dict', "
-    "c)}, 'OUT')\"")
-
-
-def _unsafe_globals(path: str) -> list[str]:
-    try:
-        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # noqa: BLE001  (legacy formats, damaged files: fall back to torch's text)
-        return []
-
-
-def _unpickler_reason(err: Exception) -> str:
-    """The cause in torch's long "Weights only load failed ..." message."""
-    match = re.search(r'WeightsUnpickler error:\s*(.+)', str(err))
-    return match.group(1).strip() if match else str(err).splitlines()[0]
-
-
-def _damaged(name: Any, reason: str) -> CheckpointError:
-    return CheckpointError(
-        f'cannot read checkpoint {name!r}: the file is truncated, corrupt or not a PyTorch '
-        f'checkpoint ({reason}). If a job was killed while writing it, delete it; '
-        'tools/train.py --resume continues from the newest intact checkpoint.')
+#: What to do about a damaged checkpoint of a run.
+DAMAGED_HINT = ('If a job was killed while writing it, delete it; tools/train.py --resume '
+                'continues from the newest intact checkpoint.')
 
 
 def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -> Any:
@@ -92,23 +84,14 @@ def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -
             unpickling could run code.
     """
     name = file if isinstance(file, (str, os.PathLike)) else getattr(file, 'name', '<stream>')
+    name = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
     # added (again) on every call: a ``safe_globals`` context elsewhere removes what it lists
     torch.serialization.add_safe_globals(SAFE_GLOBALS)
     try:
         return torch.load(file, map_location=map_location, weights_only=True,
                           **(dict(mmap=True) if mmap else {}))
-    except pickle.UnpicklingError as err:
-        found = _unsafe_globals(name) if isinstance(name, (str, os.PathLike)) else []
-        if not found and not any(phrase in str(err) for phrase in WEIGHTS_ONLY_REFUSALS):
-            raise _damaged(name, _unpickler_reason(err)) from err  # worded as a refusal
-        what = (f'it would import {", ".join(found)}' if found else
-                'it holds objects other than tensors and plain containers')
-        raise CheckpointError(
-            f'refusing to load checkpoint {name!r}: {what}, and unpickling such objects can run '
-            'arbitrary code. DenseCLIP loads checkpoints with torch.load(weights_only=True) '
-            f'only (see docs/robustness.md). {CONVERT_HINT}') from err
     except Exception as err:  # torch raises many types for damaged files
-        raise _damaged(name, f'{type(err).__name__}: {err}') from err
+        raise unreadable(name, err, DAMAGED_HINT) from None  # torch advises the unsafe load
 
 
 def load_from_local_weights_only(filename: str, map_location: Optional[Any] = None) -> Any:
@@ -149,3 +132,114 @@ def install() -> None:
                                      force=True)
     if hasattr(mmengine_checkpoint, '_safe_torch_load'):
         mmengine_checkpoint._safe_torch_load = _strict_torch_load
+
+
+# ------------------------------------------------------------------------------ fit to the model
+#: What to do when a checkpoint does not fit the model of the config.
+FIT_HINT = ('Use the config the checkpoint was trained with. To fine-tune from it with another '
+            'head or class count, train with tools/train.py --partial-load (the weights that do '
+            'not fit keep their initial values).')
+#: mmengine's loader strips this prefix (``DataParallel`` wrappers); so does the fit check.
+WRAPPER_PREFIX = 'module.'
+
+
+def fit_checkpoint(model: nn.Module, checkpoint: dict, source: str,
+                   partial: bool = False) -> StateDictFit:
+    """Checks that ``checkpoint`` fits ``model`` exactly, before mmengine loads it.
+
+    ``checkpoint`` (``{'state_dict': ...}`` or a bare state dict) is changed in place: wrapper
+    prefixes are stripped and, with ``partial``, what does not fit is replaced by the model's
+    own tensors (missing keys added, unexpected ones dropped), so that loading it leaves those
+    weights as initialised without a log line per key; a one-line summary is logged instead.
+
+    Args:
+        model: The model, possibly wrapped (DDP, ``SegTTAModel``).
+        checkpoint: What the file holds.
+        source: The file as messages name it (``"checkpoint 'x.pth'"``).
+        partial: Load what fits instead of raising.
+
+    Raises:
+        CheckpointError: keys are missing, unexpected or of another shape (unless ``partial``);
+            see :func:`~denseclip.clip.checkpoint.check_fit`.
+    """
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    fitted = OrderedDict((key.removeprefix(WRAPPER_PREFIX), value)
+                         for key, value in state_dict.items())
+    fitted._metadata = getattr(state_dict, '_metadata', OrderedDict())
+    # mmengine ignores missing BatchNorm counters; so does the check
+    fit = check_fit(model, fitted, source, fix=FIT_HINT, partial=partial,
+                    allowed_missing=('*num_batches_tracked',))
+    if not fit.fits:
+        own = model.state_dict()
+        for key in fit.unexpected:
+            del fitted[key]
+        fitted.update((key, own[key]) for key in [*fit.mismatched, *fit.missing])
+        print_log(fit.summary(source, type(model).__name__), logger='current',
+                  level=logging.WARNING)
+    if 'state_dict' in checkpoint:
+        checkpoint['state_dict'] = fitted
+    else:
+        checkpoint.clear()
+        checkpoint.update(fitted)
+    return fit
+
+
+def load_checkpoint(model: nn.Module, filename: str) -> dict:
+    """Reads ``filename`` with the safe loader and loads it into ``model`` if it fits exactly.
+
+    Returns:
+        What the file holds (its ``meta`` names the dataset's classes and palette).
+
+    Raises:
+        CheckpointError: the file cannot be read safely, or it does not fit ``model``.
+    """
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    fit_checkpoint(model, checkpoint, f'checkpoint {filename!r}')
+    load_state_dict(model, checkpoint.get('state_dict', checkpoint), strict=True)
+    return checkpoint
+
+
+@HOOKS.register_module()
+class CheckpointFitHook(Hook):
+    """Refuses a checkpoint that does not fit the model, when the runner loads it.
+
+    mmengine's ``Runner.load_checkpoint`` (``load_from``, ``--resume``, the CHECKPOINT of
+    ``tools/test.py``) loads non-strictly. This hook checks what the runner read before it is
+    loaded (mmengine's ``after_load_checkpoint``), with :func:`fit_checkpoint`.
+    ``tools/train.py`` and ``tools/test.py`` add it (:func:`require_checkpoint_fit`).
+
+    Args:
+        partial: Load what fits (fine-tuning from a checkpoint with another head). Never
+            applied when resuming.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, partial: bool = False) -> None:
+        self.partial = partial
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        partial = self.partial and not runner.cfg.get('resume')
+        fit_checkpoint(runner.model, checkpoint, f'checkpoint {runner.cfg.get("load_from")!r}',
+                       partial)
+
+
+def require_checkpoint_fit(cfg: Config, partial: bool = False) -> None:
+    """Adds :class:`CheckpointFitHook` to ``cfg.custom_hooks`` unless the config has one.
+
+    Args:
+        cfg: The config, changed in place.
+        partial: Allow a partial load of ``load_from`` (``tools/train.py --partial-load``).
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    ours = [hook for hook in hooks if isinstance(hook, CheckpointFitHook) or isinstance(
+        hook, dict) and hook.get('type') in ('CheckpointFitHook', CheckpointFitHook)]
+    if not ours:
+        hooks.append(dict(type='CheckpointFitHook', partial=partial))
+    elif partial and isinstance(ours[0], dict):
+        ours[0]['partial'] = True
+    elif partial:
+        ours[0].partial = True
+    cfg.custom_hooks = hooks

@@ -1,5 +1,6 @@
 """The DenseCLIP segmentor."""
 import copy
+import difflib
 from collections.abc import Sequence
 from typing import Optional
 
@@ -85,6 +86,9 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
                              f'got {prompting!r}')
         backbone = copy.deepcopy(backbone)
         text_encoder = copy.deepcopy(text_encoder)
+        for key, part in (('backbone', backbone), ('text_encoder', text_encoder),
+                          ('neck', neck), ('decode_head', decode_head)):
+            self._check_registered(part, key)
         if pretrained:
             if backbone.get('type') not in CLIP_BACKBONES:
                 raise ValueError(
@@ -120,6 +124,19 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
         self._text_cache: Optional[tuple[tuple, torch.Tensor]] = None
 
     # ----------------------------------------------------------------- construction
+    @staticmethod
+    def _check_registered(cfg: Optional[dict], key: str) -> None:
+        """Raises if ``cfg``'s type is not registered, naming the closest registered types."""
+        kind = (cfg or {}).get('type')
+        if not isinstance(kind, str) or MODELS.get(kind) is not None:
+            return
+        close = difflib.get_close_matches(kind, [*MODELS.module_dict, *MODELS.parent.module_dict])
+        guess = (f'did you mean {" or ".join(map(repr, close))}?' if close else
+                 'no registered type has a similar name.')
+        raise KeyError(f'model.{key}.type={kind!r}: {kind} is not in the mmseg::model registry '
+                       f'(unknown type); {guess} Fix the spelling, or import the module that '
+                       'registers it (custom_imports in the config)')
+
     @staticmethod
     def _check_class_names(class_names) -> list[str]:
         if class_names is None:

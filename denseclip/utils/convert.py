@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from denseclip.clip import CheckpointError, build_model, infer_clip_config, read_state_dict
+from denseclip.clip.checkpoint import check_fit
 from denseclip.engine.safe_load import weights_only_load
 
 StateDict = dict[str, torch.Tensor]
@@ -33,6 +34,9 @@ RENAMES: tuple[tuple[str, str], ...] = ()
 WRAPPER_PREFIXES = ('module.',)
 #: Plain values a converted checkpoint's meta may hold (``torch.load(weights_only=True)``).
 PLAIN_TYPES = (str, int, float, bool, type(None))
+#: What to do when a converted checkpoint does not fit the model of ``--config``.
+CONFIG_HINT = ('Pass as --config the config of the model the checkpoint was trained with (the '
+               'class names, backbone and crop size must be the same).')
 
 
 @dataclass
@@ -204,21 +208,6 @@ def convert_denseclip(checkpoint: Mapping) -> tuple[dict, Report]:
     return dict(meta=_convert_meta(meta, report), state_dict=converted), report
 
 
-def check_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Raises ``CheckpointError`` unless ``state_dict`` fits ``model`` key by key and shape by
-    shape (nothing missing, nothing unexpected)."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    mismatched = [f'{key}: {tuple(state_dict[key].shape)} vs model {tuple(own[key].shape)}'
-                  for key in own if key in state_dict and state_dict[key].shape != own[key].shape]
-    if missing or unexpected or mismatched:
-        raise CheckpointError(
-            f'the converted weights do not fit the model of the config: {len(missing)} '
-            f'missing (e.g. {missing[:5]}), {len(unexpected)} unexpected (e.g. '
-            f'{unexpected[:5]}), {len(mismatched)} of another shape (e.g. {mismatched[:3]})')
-
-
 def class_name_notes(meta: Mapping, class_names) -> list[str]:
     """A warning if the checkpoint's classes are not the config's (the text branch embeds the
     config's names, so predictions would be meaningless)."""
@@ -251,10 +240,10 @@ def convert_denseclip_file(src: str | os.PathLike, dst: str | os.PathLike, model
     """Converts a released DenseCLIP checkpoint and checks that the written file loads (with
     ``weights_only=True``) into ``model``, built from the matching config, exactly."""
     converted, report = convert_denseclip(read_checkpoint(src, trust))
-    check_fits(model, converted['state_dict'])
+    check_fit(model, converted['state_dict'], f'checkpoint {os.fspath(src)!r}', CONFIG_HINT)
     report.notes += class_name_notes(converted['meta'], getattr(model, 'class_names', None))
     converted['meta']['converted_from'] = os.path.basename(src)
     torch.save(converted, dst)
     written = torch.load(dst, map_location='cpu', weights_only=True)
-    check_fits(model, written['state_dict'])
+    check_fit(model, written['state_dict'], f'the written {os.fspath(dst)!r}', CONFIG_HINT)
     return report

@@ -8,6 +8,7 @@ that would run code is refused, and the code does not run.
 """
 import os
 import pickle
+import re
 import runpy
 import sys
 import zipfile
@@ -126,19 +127,38 @@ def test_damaged_and_missing_files_say_what_is_wrong(tmp_path):
     truncated.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
     text = tmp_path / 'notes.pth'
     text.write_text('not a checkpoint')
-    for path in (truncated, text):
-        with pytest.raises(CheckpointError, match=rf'{path.name}.*truncated, corrupt or not a '
-                                                  'PyTorch checkpoint'):
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    for path, what in ((truncated, 'the file is truncated, corrupt or not a PyTorch checkpoint'),
+                       (text, "it is a text file, not a checkpoint \\(it begins 'not a "
+                              "checkpoint'\\)"),
+                       (empty, r'the file is empty \(0 bytes\)')):
+        with pytest.raises(CheckpointError, match=rf"'{re.escape(str(path))}': {what}") as info:
             mmengine_checkpoint._load_checkpoint(str(path))
+        assert 'weights_only` set to `False`' not in str(info.value)  # torch's advice
     with pytest.raises(FileNotFoundError, match=r'missing\.pth.*does not exist.*load_from'):
         mmengine_checkpoint._load_checkpoint(str(tmp_path / 'missing.pth'))
 
 
 def test_plain_pickle_is_not_a_checkpoint(tmp_path):
     path = tmp_path / 'plain.pkl'
-    path.write_bytes(pickle.dumps({'a': 1}))  # no torch framing at all
-    with pytest.raises(CheckpointError, match='plain.pkl'):
+    path.write_bytes(pickle.dumps({'a': 1}, protocol=4))  # no torch framing at all
+    with pytest.raises(CheckpointError, match=r"plain\.pkl': it is a plain Python pickle "
+                                              r'\(protocol 4\), not a file torch\.save wrote'):
         weights_only_load(str(path))
+
+
+def test_legacy_format_pickle_that_runs_code_is_refused_as_such(tmp_path):
+    """torch's pre-1.6 format: torch cannot list its globals, its refusal names the first."""
+    target = tmp_path / 'created_by_the_checkpoint'
+    path = tmp_path / 'legacy.pth'
+    torch.save({'state_dict': {'weight': torch.ones(2)}, 'meta': Exploit(str(target))}, path,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match=r"refusing to load checkpoint '.*legacy\.pth': it "
+                                              r'would import posix\.mkdir') as info:
+        mmengine_checkpoint._load_checkpoint(str(path))
+    assert 'truncated' not in str(info.value) and 'file an issue' not in str(info.value)
+    assert not target.exists()
 
 
 def test_test_tool_names_a_missing_checkpoint(tmp_path, monkeypatch, capsys):

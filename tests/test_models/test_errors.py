@@ -57,8 +57,19 @@ def test_unknown_prompting_mode(denseclip_cfg):
 
 
 def test_unknown_backbone_type(denseclip_cfg):
-    with pytest.raises(KeyError, match=r'CLIPResNet50 is not in the mmseg::model registry'):
+    with pytest.raises(KeyError, match=r"model\.backbone\.type='CLIPResNet50': CLIPResNet50 is "
+                                       r'not in the mmseg::model registry \(unknown type\); did '
+                                       r"you mean 'CLIPResNet'"):
         MODELS.build(with_backbone(denseclip_cfg, type='CLIPResNet50'))
+
+
+def test_misspelled_backbone_with_clip_weights_is_unknown_not_foreign(denseclip_cfg):
+    """With model.pretrained set, the CLIP-backbone check must not hide the spelling."""
+    cfg = with_backbone(denseclip_cfg, type='CLIPResNetWithAtention')
+    cfg.pretrained = 'pretrained/RN50.pt'
+    with pytest.raises(KeyError, match=r"did you mean 'CLIPResNetWithAttention'") as info:
+        MODELS.build(cfg)
+    assert 'not a CLIP backbone' not in str(info.value)
 
 
 @pytest.mark.parametrize('index', [4, -1])
@@ -109,15 +120,23 @@ def test_clip_weights_of_another_architecture(denseclip_cfg, make_clip, save_cli
         model.init_weights()
 
 
-@pytest.mark.parametrize('content', [b'', b'<html>404 Not Found</html>', 'half'])
-def test_truncated_or_foreign_clip_weights(denseclip_cfg, make_clip, save_clip, content):
+@pytest.mark.parametrize('content, what', [
+    (b'', r'the file is empty \(0 bytes\)\. Download or copy it again'),
+    (b'<html>404 Not Found</html>', r"it is a text file, not a checkpoint \(it begins "
+                                    r"'<html>404 Not Found</html>'\)\. Check the path; .*failed "
+                                    r'download'),
+    ('half', r'the file is truncated, corrupt or not a PyTorch checkpoint \(.*\)\. Download or '
+             r'copy it again; for CLIP weights see pretrained/README\.md'),
+], ids=['empty', 'html', 'half'])
+def test_truncated_or_foreign_clip_weights(denseclip_cfg, make_clip, save_clip, content, what):
     path = save_clip(make_clip('resnet'))
     with open(path, 'rb') as f:
         data = f.read()
     with open(path, 'wb') as f:
         f.write(data[:len(data) // 2] if content == 'half' else content)
     model = build(denseclip_cfg, pretrained=path)
-    with pytest.raises(CheckpointError, match=rf"cannot read checkpoint '{re.escape(path)}': the "
-                                              r'file is truncated, corrupt or not a PyTorch '
-                                              r'checkpoint'):
+    with pytest.raises(CheckpointError, match=rf"cannot read checkpoint '{re.escape(path)}': "
+                                              rf'{what}') as info:
         model.init_weights()
+    assert 'weights_only` set to `False`' not in str(info.value)  # torch's advice
+    assert 'file an issue' not in str(info.value)

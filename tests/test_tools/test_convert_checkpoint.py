@@ -21,8 +21,9 @@ from torch import nn
 
 from denseclip.apis import init_model
 from denseclip.clip import CLIP, CheckpointError, load, tokenize
-from denseclip.utils.convert import (check_fits, convert_clip_file, convert_denseclip,
-                                     convert_denseclip_file, read_checkpoint)
+from denseclip.clip.checkpoint import check_fit
+from denseclip.utils.convert import (convert_clip_file, convert_denseclip, convert_denseclip_file,
+                                     read_checkpoint)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
@@ -177,7 +178,7 @@ def test_wrapper_prefix_is_stripped_and_reported(denseclip_model):
     converted, report = convert_denseclip(released_style(denseclip_model, prefix='module.'))
     assert set(converted['state_dict']) == set(denseclip_model.state_dict())
     assert ('module.gamma', 'gamma') in report.renamed
-    check_fits(denseclip_model, converted['state_dict'])
+    assert check_fit(denseclip_model, converted['state_dict'], 'converted').fits
 
 
 def test_pickled_objects_need_trust_and_non_plain_meta_is_dropped(denseclip_model, tmp_path):
@@ -198,8 +199,10 @@ def test_checkpoint_of_another_model_is_refused(denseclip_model):
     del checkpoint['state_dict']['gamma']
     checkpoint['state_dict']['extra.weight'] = torch.zeros(1)
     converted, _ = convert_denseclip(checkpoint)
-    with pytest.raises(CheckpointError, match=r"1 missing \(e.g. \['gamma'\]\), 1 unexpected"):
-        check_fits(denseclip_model, converted['state_dict'])
+    with pytest.raises(CheckpointError, match=r'converted does not fit DenseCLIP: 0 shape '
+                                              r'mismatches, 1 missing and 1 unexpected keys\n'
+                                              r'missing: gamma\nunexpected: extra\.weight'):
+        check_fit(denseclip_model, converted['state_dict'], 'converted')
 
 
 def test_denseclip_tool(denseclip_model, tmp_path, capsys):
