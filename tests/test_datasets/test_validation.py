@@ -3,21 +3,27 @@
 Each test damages a copy of a small synthetic dataset in ADE20K's layout (16 training images
 of 64 px, 8 classes, ``reduce_zero_label``) in one way.
 """
+import os
 import re
 import runpy
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
+from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from denseclip.datasets import (CheckedDataset, DataError, check_class_names,
                                 generate_synthetic_ade20k, synthetic_metainfo, wrap_datasets)
+from denseclip.utils import fill_class_names
 
 register_all_modules(init_default_scope=True)
 
@@ -194,3 +200,108 @@ def test_train_tool_reports_a_mistyped_data_root(tmp_path, monkeypatch):
         f"(data_root='{wrong}'")
     assert str(error.value).endswith(
         'e.g. --cfg-options train_dataloader.dataset.data_root=DIR')
+
+
+# ----------------------------------------------------------------- label map of another size
+def rewrite_label(path: Path, size: tuple[int, int]) -> None:
+    """Writes the label map again at ``size`` (width, height), nearest-neighbour."""
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST))
+
+
+def size_message(label_path: Path, label_size: str, image_path: Path, image_size: str) -> str:
+    return (f"label map '{label_path}' is {label_size} pixels but its image '{image_path}' is "
+            f'{image_size} (width x height): a label map must have the size of its image, '
+            f'pixel for pixel. Re-export the label map at {image_size.split()[0]} (if it is a '
+            'scaled copy, resize it with nearest-neighbour interpolation, which keeps the class '
+            'indices), or remove the pair from the dataset.')
+
+
+HINT = 'Run python tools/check_dataset.py CONFIG to list every problem of the dataset at once.'
+
+
+@pytest.mark.parametrize('size', [(32, 32), (64, 48), (48, 64)],
+                         ids=['scaled-copy', 'cropped', 'transposed'])
+def test_label_map_of_another_size(data, size):
+    """With some sizes the pipeline used to train on misaligned pairs, with others it failed
+    in the loss (torch.stack) or the metric (IndexError), never naming the file."""
+    path = label(data, 9)
+    rewrite_label(path, size)
+    dataset = checked(data)
+    with pytest.raises(DataError) as error:
+        dataset[sample_of(dataset, path)]
+    assert str(error.value) == (f'{KEY}: ' + size_message(path, f'{size[0]}x{size[1]}',
+                                                          image(data, 9), '64x64') + ' ' + HINT)
+
+
+def write_turned_photo(path: Path, stored: tuple[int, int]) -> None:
+    """A JPEG stored ``stored`` (width, height) whose EXIF orientation 6 turns it by 90°."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pixels = np.random.default_rng(0).integers(0, 255, (stored[1], stored[0], 3), np.uint8)
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize('color_type', ['color', 'color_ignore_orientation'])
+def test_label_map_size_follows_the_exif_orientation(data, color_type):
+    """OpenCV turns a photo by its EXIF orientation when mmcv decodes it in colour (not when
+    told to ignore it); label maps are decoded unchanged. The check compares what is loaded."""
+    image_path, label_path = image(data, 10), label(data, 10)
+    write_turned_photo(image_path, stored=(64, 48))
+    loaded = (48, 64) if color_type == 'color' else (64, 48)
+    rewrite_label(label_path, loaded)
+    pipeline = [dict(PIPELINE[0], color_type=color_type)] + PIPELINE[1:]
+    dataset = checked(data, pipeline=pipeline)
+    sample = dataset[sample_of(dataset, label_path)]['data_samples']
+    assert sample.gt_sem_seg.data.shape[1:] == sample.img_shape == loaded[::-1]
+
+    rewrite_label(label_path, (64, 48))  # drawn on the stored pixels
+    if color_type == 'color':
+        with pytest.raises(DataError) as error:
+            dataset[sample_of(dataset, label_path)]
+        assert str(error.value) == (
+            f'{KEY}: ' + size_message(label_path, '64x48', image_path, '48x64 as loaded '
+                                      '(stored as 64x48, turned by its EXIF orientation)') +
+            " If the labels were drawn on the stored pixels, load the images with "
+            "LoadImageFromFile(color_type='color_ignore_orientation') instead. " + HINT)
+
+
+def run_tool(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """Runs a tool of the repository as a user would, one thread per process."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run([sys.executable] + [str(arg) for arg in args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    """The last line a failed tool printed: the exception and its message."""
+    return (proc.stdout + proc.stderr).strip().splitlines()[-1]
+
+
+def test_train_and_test_tools_name_a_label_map_of_another_size(data, tmp_path):
+    """What users of tools/train.py and tools/test.py see: an error naming the file, both
+    sizes and the fix, and a non-zero exit, instead of misaligned training or a raw error."""
+    train_label = label(data, 9)
+    val_image = data / 'images/validation/ADE_val_00000002.jpg'
+    val_label = data / 'annotations/validation/ADE_val_00000002.png'
+    rewrite_label(train_label, (32, 32))  # trained silently on misaligned pairs before
+    rewrite_label(val_label, (64, 40))  # IndexError in IoUMetric before
+    options = ['--cfg-options'] + [f'{split}_dataloader.dataset.data_root={data}'
+                                   for split in ('train', 'val', 'test')]
+
+    train = run_tool([ROOT / 'tools/train.py', QUICKSTART, '--work-dir', tmp_path / 'train'] +
+                     options + ['train_cfg.max_iters=2'], cwd=tmp_path)  # 2 x 8 = all 16
+    assert train.returncode != 0
+    assert last_line(train) == ('denseclip.datasets.validation.DataError: train_dataloader.'
+                                'dataset: ' + size_message(train_label, '32x32',
+                                                           image(data, 9), '64x64') + ' ' + HINT)
+
+    cfg = fill_class_names(Config.fromfile(str(QUICKSTART)))
+    checkpoint = tmp_path / 'random.pth'
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, checkpoint)
+    test = run_tool([ROOT / 'tools/test.py', QUICKSTART, checkpoint, '--work-dir',
+                     tmp_path / 'test'] + options, cwd=tmp_path)
+    assert test.returncode != 0
+    assert last_line(test) == ('denseclip.datasets.validation.DataError: test_dataloader.'
+                               'dataset: ' + size_message(val_label, '64x40', val_image,
+                                                          '64x64') + ' ' + HINT)

@@ -1,0 +1,76 @@
+"""Check every sample of a config's datasets before a long job.
+
+``python tools/check_dataset.py CONFIG [--num-workers N] [--cfg-options KEY=VALUE ...]``
+
+Runs the checks that ``tools/train.py`` and ``tools/test.py`` make while they load samples
+(folders, image/label pairs, decoding, label size, label values; ``denseclip.datasets.checks``)
+over every sample of the train, val and test datasets, and prints for each dataset the number
+of samples, the class histogram (pixels and label maps per class) and every problem found.
+Exits with status 1 when there are problems, 0 otherwise. See docs/custom_dataset.md.
+"""
+import argparse
+import os
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+
+from denseclip.datasets import check_class_names, scan_loaders
+from denseclip.utils import fill_class_names
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Check every sample of the datasets of a config and summarise them')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--num-workers', type=int, default=min(8, os.cpu_count() or 1),
+        help='processes that load the samples (0: load them in this process)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value pairs such as '
+        'train_dataloader.dataset.data_root=DIR (no white space)')
+    args = parser.parse_args()
+    if not os.path.isfile(args.config):
+        parser.error(f'config {args.config!r} does not exist')
+    return args
+
+
+def report_progress(key: str, done: int, total: int) -> None:
+    """A line on stderr at every tenth of a dataset of 100 samples or more, and at its end."""
+    if done == total or (total >= 100 and done % (total // 10) == 0):
+        print(f'{key}: {done}/{total} samples checked', file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    """Scan the datasets, print the summary; returns the exit status."""
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+
+    config_problems = []
+    try:
+        fill_class_names(cfg)
+        check_class_names(cfg)
+    except (KeyError, ValueError) as err:
+        config_problems.append(f'config: {err}')
+    reports = scan_loaders(cfg, args.num_workers, report_progress)
+    for report in reports:
+        print(report.summary())
+    for problem in config_problems:
+        print(problem)
+    num_problems = len(config_problems) + sum(len(report.problems) for report in reports)
+    samples = sum(report.samples for report in reports)
+    scanned = sum(1 for report in reports if not report.same_as)
+    found = (f'{num_problems} problem{"" if num_problems == 1 else "s"} (listed above)'
+             if num_problems else 'no problems found')
+    print(f'Checked {scanned} datasets, {samples} samples: {found}.')
+    return 1 if num_problems else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
