@@ -10,7 +10,7 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from denseclip.clip.checkpoint import CheckpointError
+from denseclip.clip import CheckpointError
 
 from .safe_load import weights_only_load
 

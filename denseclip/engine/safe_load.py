@@ -40,8 +40,8 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
 from mmseg.registry import HOOKS
 from torch import nn
 
-from denseclip.clip.checkpoint import (CheckpointError, StateDictFit, check_fit, is_torchscript,
-                                       unreadable)
+from denseclip.clip import CheckpointError, StateDictFit, check_fit
+from denseclip.clip.checkpoint import is_torchscript, unreadable
 
 _np_core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from denseclip.clip import CheckpointError, build_model, infer_clip_config, read_state_dict
-from denseclip.clip.checkpoint import check_fit
+from denseclip.clip import check_fit
 from denseclip.engine.safe_load import weights_only_load
 
 StateDict = dict[str, torch.Tensor]

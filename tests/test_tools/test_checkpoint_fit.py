@@ -20,7 +20,7 @@ from torch import nn
 
 from denseclip.apis import DenseCLIPInferencer, init_model
 from denseclip.clip import CLIP, CheckpointError
-from denseclip.clip.checkpoint import check_fit
+from denseclip.clip import check_fit
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'

@@ -21,7 +21,7 @@ from torch import nn
 
 from denseclip.apis import init_model
 from denseclip.clip import CLIP, CheckpointError, load, tokenize
-from denseclip.clip.checkpoint import check_fit
+from denseclip.clip import check_fit
 from denseclip.utils.convert import (convert_clip_file, convert_denseclip, convert_denseclip_file,
                                      read_checkpoint)
 
