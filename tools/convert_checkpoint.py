@@ -27,6 +27,7 @@ except ImportError:  # a checkout that is not pip-installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import denseclip  # noqa: F401
 from denseclip.apis import init_model
+from denseclip.utils import ignore_known_warnings
 from denseclip.utils.convert import convert_clip_file, convert_denseclip_file
 
 
@@ -50,6 +51,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/utils/console.py
     if args.kind == 'clip':
         report = convert_clip_file(args.src, args.dst)
         verified = 'identical keys and values, loads as a CLIP model'

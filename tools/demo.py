@@ -24,6 +24,7 @@ except ImportError:  # a checkout that is not pip-installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import denseclip  # noqa: F401
 from denseclip.apis import demo_picture, init_model, save_picture
+from denseclip.utils import ignore_known_warnings
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +70,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/utils/console.py
     model = init_model(args.config, args.checkpoint, device=args.device,
                        cfg_options=args.cfg_options)
     try:

@@ -16,9 +16,11 @@ import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 from denseclip.apis import inference_model, init_model
 from denseclip.datasets import generate_synthetic_ade20k
+from denseclip.utils import ignore_known_warnings
 
 CONFIG = 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
 
@@ -39,9 +41,15 @@ def test_miou(checkpoint: str, work_dir: str, *extra: str) -> float:
 
 
 def save_untrained(cfg: Config, path: str) -> None:
-    """Saves the initialised, untrained model as a checkpoint for the baseline evaluation."""
+    """Saves the initialised, untrained model as a checkpoint for the baseline evaluation.
+
+    mmengine reports the initialisation of every parameter (hundreds of lines); as in a
+    training run, the report goes to a log file (``untrained_init.log`` beside ``path``), not
+    to the console.
+    """
     torch.manual_seed(0)
     model = init_model(cfg, None)
+    MMLogger.get_instance('quickstart', log_file=osp.splitext(path)[0] + '_init.log')
     model.init_weights()
     dataset_meta = dict(cfg.train_dataloader.dataset.metainfo)
     torch.save({'state_dict': model.state_dict(), 'meta': {'dataset_meta': dataset_meta}}, path)
@@ -89,6 +97,7 @@ def main() -> None:
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
     parser.add_argument('--data-root', default='data/synthetic')
     args = parser.parse_args()
+    ignore_known_warnings()  # as the tools it runs do (denseclip/utils/console.py)
     start = time.time()
     os.makedirs(args.work_dir, exist_ok=True)
     cfg = Config.fromfile(CONFIG)

@@ -17,7 +17,9 @@ except ImportError:  # a checkout that is not pip-installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import denseclip  # noqa: F401
 from denseclip.datasets import check_class_names, wrap_datasets
-from denseclip.utils import adapt_cfg_to_cpu, fill_class_names
+from denseclip.engine.safe_load import require_checkpoint_fit
+from denseclip.utils import (KnownLogRecords, adapt_cfg_to_cpu, fill_class_names,
+                             ignore_known_warnings)
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,6 +93,7 @@ def main() -> dict:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    require_checkpoint_fit(cfg)  # a checkpoint that does not fit the model is an error
 
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
@@ -106,7 +109,9 @@ def main() -> dict:
     wrap_datasets(cfg)  # clear errors for missing, unpaired, corrupt or mislabelled data
     adapt_cfg_to_cpu(cfg)
 
+    ignore_known_warnings()  # known-harmless mmseg/mmengine messages, denseclip/utils/console.py
     runner = Runner.from_cfg(cfg)
+    runner.logger.addFilter(KnownLogRecords())
     return runner.test()
 
 

@@ -20,7 +20,9 @@ except ImportError:  # a checkout that is not pip-installed
     import denseclip  # noqa: F401
 from denseclip.datasets import check_class_names, wrap_datasets
 from denseclip.engine import configure_resume
-from denseclip.utils import adapt_cfg_to_cpu, fill_class_names, enable_amp
+from denseclip.engine.safe_load import require_checkpoint_fit
+from denseclip.utils import (KnownLogRecords, adapt_cfg_to_cpu, enable_amp, fill_class_names,
+                             ignore_known_warnings)
 from mmseg.registry import RUNNERS
 
 
@@ -35,6 +37,12 @@ def parse_args() -> argparse.Namespace:
         metavar='CHECKPOINT',
         help='resume from CHECKPOINT, or (without it) from the newest intact checkpoint in '
         'the work_dir; a work_dir without checkpoints starts from scratch')
+    parser.add_argument(
+        '--partial-load',
+        action='store_true',
+        help='fine-tune from load_from even where it does not fit the model (another head or '
+        'class count): those weights keep their initial values, and a summary says which. '
+        'Without it, a load_from that does not fit exactly is an error')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -54,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or `--local_rank`
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.partial_load and args.resume:
+        parser.error('--partial-load is for fine-tuning from load_from; a resumed run must fit '
+                     'its checkpoint exactly: drop one of --partial-load and --resume')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -78,16 +89,22 @@ def main() -> None:
 
     if args.amp:
         enable_amp(cfg)
+    if args.partial_load and not cfg.get('load_from'):
+        sys.exit('error: --partial-load needs a checkpoint to fine-tune from: set load_from in '
+                 'the config or pass --cfg-options load_from=PATH')
+    require_checkpoint_fit(cfg, partial=args.partial_load)
     if args.resume:
         configure_resume(cfg, args.resume)  # the newest intact checkpoint and its seed
     else:
         cfg.resume = False
     adapt_cfg_to_cpu(cfg)
 
+    ignore_known_warnings()  # known-harmless mmseg/mmengine messages, denseclip/utils/console.py
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
+    runner.logger.addFilter(KnownLogRecords())
     runner.train()
 
 

@@ -146,7 +146,7 @@ def test_loads_with_mmseg_ade20k(small_data):
             seg_map_path='annotations/validation'),
         pipeline=[
             dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='LoadAnnotations'),
             dict(type='PackSegInputs')
         ])
     assert len(dataset) == SMALL['num_val']

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
 KEY = 'train_dataloader.dataset'
 NUM_CLASSES = 8
-PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', reduce_zero_label=True),
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
             dict(type='PackSegInputs')]
 
 

@@ -16,7 +16,7 @@ _base_ = ['{QUICKSTART}']
 crop_size = (40, 40)  # not a multiple of patch_size 16
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='PackSegInputs'),
 ]

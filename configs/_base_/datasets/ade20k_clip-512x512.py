@@ -1,5 +1,7 @@
 # ADE20K-150 (20 210 train / 2 000 val images) with CLIP's input statistics and DenseCLIP's
-# augmentation; 512x512 crops, used by the ResNet models.
+# augmentation; 512x512 crops, used by the ResNet models. Label 0 ("other") is ignored: the
+# datasets set `reduce_zero_label=True` (0 -> 255, k -> k - 1) and `LoadAnnotations` takes it
+# from them (mmseg 1.x deprecates the transform's own key).
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)
@@ -7,7 +9,7 @@ img_scale = (2048, 512)  # (long, short) edge bounds; training rescales them by 
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),  # 0 = "other" -> ignored (255)
+    dict(type='LoadAnnotations'),
     dict(
         type='RandomResize',
         scale=img_scale,
@@ -22,7 +24,7 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     # annotations are loaded after `Resize`: metrics are computed at the original size
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
 # Multi-scale + flip test. The ratios scale `img_scale` (as mmseg 0.x's MultiScaleFlipAug
@@ -43,7 +45,7 @@ tta_pipeline = [
                 dict(type='RandomFlip', prob=0., direction='horizontal'),
                 dict(type='RandomFlip', prob=1., direction='horizontal'),
             ],
-            [dict(type='LoadAnnotations', reduce_zero_label=True)],
+            [dict(type='LoadAnnotations')],
             [dict(type='PackSegInputs')],
         ]),
 ]
@@ -56,6 +58,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        reduce_zero_label=True,
         data_prefix=dict(
             img_path='images/training', seg_map_path='annotations/training'),
         pipeline=train_pipeline))
@@ -67,6 +70,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        reduce_zero_label=True,
         data_prefix=dict(
             img_path='images/validation',
             seg_map_path='annotations/validation'),

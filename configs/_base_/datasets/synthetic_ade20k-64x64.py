@@ -1,6 +1,7 @@
 # The embedded default: synthetic scenes in ADE20K's folder layout, written by
 # tools/make_synthetic_data.py (denseclip.datasets.generate_synthetic_ade20k): 128x128 images
-# of the first 8 ADE20K classes; label 0 ("other") is ignored through reduce_zero_label.
+# of the first 8 ADE20K classes; label 0 ("other") is ignored: the datasets set
+# `reduce_zero_label=True` and `LoadAnnotations` takes it from them.
 dataset_type = 'ADE20KDataset'
 data_root = 'data/synthetic/ADEChallengeData2016'
 # = denseclip.datasets.synthetic_metainfo(8) (a test checks that they agree)
@@ -11,7 +12,7 @@ metainfo = dict(
 crop_size = (64, 64)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(type='RandomResize', scale=(128, 128), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -21,7 +22,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(128, 128), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
@@ -33,7 +34,7 @@ tta_pipeline = [
             [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
             [dict(type='RandomFlip', prob=0., direction='horizontal'),
              dict(type='RandomFlip', prob=1., direction='horizontal')],
-            [dict(type='LoadAnnotations', reduce_zero_label=True)],
+            [dict(type='LoadAnnotations')],
             [dict(type='PackSegInputs')],
         ])
 ]
@@ -45,6 +46,7 @@ train_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
+        reduce_zero_label=True,
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
         pipeline=train_pipeline))
 val_dataloader = dict(
@@ -55,6 +57,7 @@ val_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
+        reduce_zero_label=True,
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader

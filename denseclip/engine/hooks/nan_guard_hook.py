@@ -1,4 +1,5 @@
 """Stop (or skip) a training step whose loss is NaN or Inf, before it reaches the weights."""
+import functools
 from typing import Optional
 
 import torch
@@ -62,6 +63,7 @@ class NaNGuardHook(Hook):
             self._check(runner, log_vars)
             return loss, log_vars
 
+        @functools.wraps(step)  # keeps the schedulers' step counter mark (`_with_counter`)
         def guarded_step(*args, **kwargs):
             if self._skip_step:
                 return None  # update_params zeroes the gradients next
