@@ -25,12 +25,7 @@ CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64
 NUM_CLASSES = 8
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')  # tests/conftest.py
 
 
 def save_quickstart_checkpoint(path: Path, seed: int = 0) -> Path:

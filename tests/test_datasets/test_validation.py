@@ -3,12 +3,9 @@
 Each test damages a copy of a small synthetic dataset in ADE20K's layout (16 training images
 of 64 px, 8 classes, ``reduce_zero_label``) in one way.
 """
-import os
 import re
 import runpy
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -266,19 +263,7 @@ def test_label_map_size_follows_the_exif_orientation(data, color_type):
             "LoadImageFromFile(color_type='color_ignore_orientation') instead. " + HINT)
 
 
-def run_tool(args: list, cwd: Path) -> subprocess.CompletedProcess:
-    """Runs a tool of the repository as a user would, one thread per process."""
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable] + [str(arg) for arg in args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def last_line(proc: subprocess.CompletedProcess) -> str:
-    """The last line a failed tool printed: the exception and its message."""
-    return (proc.stdout + proc.stderr).strip().splitlines()[-1]
-
-
-def test_train_and_test_tools_name_a_label_map_of_another_size(data, tmp_path):
+def test_train_and_test_tools_name_a_label_map_of_another_size(run_tool, data, tmp_path):
     """What users of tools/train.py and tools/test.py see: an error naming the file, both
     sizes and the fix, and a non-zero exit, instead of misaligned training or a raw error."""
     train_label = label(data, 9)
@@ -289,19 +274,19 @@ def test_train_and_test_tools_name_a_label_map_of_another_size(data, tmp_path):
     options = ['--cfg-options'] + [f'{split}_dataloader.dataset.data_root={data}'
                                    for split in ('train', 'val', 'test')]
 
-    train = run_tool([ROOT / 'tools/train.py', QUICKSTART, '--work-dir', tmp_path / 'train'] +
-                     options + ['train_cfg.max_iters=2'], cwd=tmp_path)  # 2 x 8 = all 16
+    train = run_tool('train.py', QUICKSTART, '--work-dir', tmp_path / 'train', *options,
+                     'train_cfg.max_iters=2', cwd=tmp_path)  # 2 x 8 = all 16
     assert train.returncode != 0
-    assert last_line(train) == ('denseclip.datasets.validation.DataError: train_dataloader.'
+    assert train.last_line == ('denseclip.datasets.validation.DataError: train_dataloader.'
                                 'dataset: ' + size_message(train_label, '32x32',
                                                            image(data, 9), '64x64') + ' ' + HINT)
 
     cfg = fill_class_names(Config.fromfile(str(QUICKSTART)))
     checkpoint = tmp_path / 'random.pth'
     torch.save({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, checkpoint)
-    test = run_tool([ROOT / 'tools/test.py', QUICKSTART, checkpoint, '--work-dir',
-                     tmp_path / 'test'] + options, cwd=tmp_path)
+    test = run_tool('test.py', QUICKSTART, checkpoint, '--work-dir', tmp_path / 'test',
+                    *options, cwd=tmp_path)
     assert test.returncode != 0
-    assert last_line(test) == ('denseclip.datasets.validation.DataError: test_dataloader.'
+    assert test.last_line == ('denseclip.datasets.validation.DataError: test_dataloader.'
                                'dataset: ' + size_message(val_label, '64x40', val_image,
                                                           '64x64') + ' ' + HINT)

@@ -39,12 +39,7 @@ CLASS_KEYS = ('neck.lateral_convs.3.conv.weight', 'decode_head.conv_seg.weight',
 FIX = 'Use the config the checkpoint was trained with. To fine-tune from it'
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')  # tests/conftest.py
 
 
 def save_quickstart(path: Path, **cfg_options) -> Path:

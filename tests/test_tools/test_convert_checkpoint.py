@@ -33,12 +33,7 @@ TINY_CLIP = dict(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), 
 METADATA = dict(input_resolution=64, context_length=77, vocab_size=49408)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')  # tests/conftest.py
 
 
 def perturb_(module: nn.Module, seed: int = 0) -> nn.Module:

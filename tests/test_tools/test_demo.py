@@ -22,12 +22,7 @@ CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64
 HEIGHT, WIDTH = 80, 96
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')  # tests/conftest.py
 
 
 @pytest.fixture(scope='module')

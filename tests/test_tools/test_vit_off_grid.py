@@ -4,9 +4,6 @@ A tiny ViT DenseCLIP trains on 40 x 40 crops (patch 16) and is evaluated on whol
 to 91 x 128: the backbone pads to the patch grid and crops its levels back, so both tools run
 through and score every pixel (tests/test_models/test_clip_backbones.py checks the values).
 """
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,28 +30,24 @@ default_hooks = dict(checkpoint=dict(interval=2))
 """
 
 
-def _run(*args: str, cwd: Path) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
-    return output
+def succeeded(proc) -> str:
+    assert proc.returncode == 0, proc.output[-4000:]
+    return proc.output
 
 
-def test_train_and_test_a_vit_off_the_patch_grid(tmp_path):
+def test_train_and_test_a_vit_off_the_patch_grid(run_tool, tmp_path):
     data = tmp_path / 'data'
-    _run(str(ROOT / 'tools/make_synthetic_data.py'), '--root', str(data), '--num-train', '4',
-         '--num-val', '2', '--size', '40', '56', cwd=tmp_path)
+    succeeded(run_tool('make_synthetic_data.py', '--root', data, '--num-train', '4',
+                       '--num-val', '2', '--size', '40', '56', cwd=tmp_path))
     config = tmp_path / 'vit_off_grid.py'
     config.write_text(CONFIG)
     options = ['--cfg-options'] + [
         f'{split}_dataloader.dataset.data_root={data}/ADEChallengeData2016'
         for split in ('train', 'val', 'test')]
     work_dir = tmp_path / 'work'
-    output = _run(str(ROOT / 'tools/train.py'), str(config), '--work-dir', str(work_dir),
-                  *options, cwd=tmp_path)
+    output = succeeded(run_tool('train.py', config, '--work-dir', work_dir, *options,
+                                cwd=tmp_path))
     assert 'mIoU' in output
-    output = _run(str(ROOT / 'tools/test.py'), str(config), str(work_dir / 'iter_2.pth'),
-                  '--work-dir', str(work_dir), *options, cwd=tmp_path)
+    output = succeeded(run_tool('test.py', config, work_dir / 'iter_2.pth', '--work-dir',
+                                work_dir, *options, cwd=tmp_path))
     assert 'mIoU' in output
