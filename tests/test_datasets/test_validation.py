@@ -6,6 +6,7 @@ of 64 px, 8 classes, ``reduce_zero_label``) in one way.
 import re
 import runpy
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
