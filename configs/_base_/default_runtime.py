@@ -27,6 +27,10 @@ log_level = 'INFO'
 
 load_from = None
 resume = False
+# A checkpoint that the runner loads (load_from, resume, the CHECKPOINT of a test) must fit the
+# model exactly, also when the config is run by mmseg's own tools; `tools/train.py
+# --partial-load` (partial=True) fine-tunes from one with another head.
+custom_hooks = [dict(type='CheckpointFitHook')]
 
 # `tools/test.py --tta` wraps the model in this and feeds it `tta_pipeline`.
 tta_model = dict(type='SegTTAModel')

@@ -132,6 +132,23 @@ def test_train_load_from_must_fit(run_tool, five_class_config, eight_classes, da
     assert 'Iter(train)' not in proc.output
 
 
+def test_a_plain_runner_built_from_the_config_refuses_it_too(five_class_config, eight_classes,
+                                                             tmp_path):
+    """mmseg's own tools build ``Runner.from_cfg(cfg)`` without this project's additions: the
+    configs' ``custom_hooks`` (default_runtime.py) make its ``load_from`` strict as well."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from denseclip.utils import fill_class_names
+    cfg = fill_class_names(Config.fromfile(str(five_class_config)))
+    cfg.work_dir, cfg.load_from = str(tmp_path), str(eight_classes)
+    runner = Runner.from_cfg(cfg)
+    before = runner.model.decode_head.conv_seg.weight.clone()
+    with pytest.raises(CheckpointError, match='trained for 8 classes and the model has 5'):
+        runner.load_or_resume()
+    assert torch.equal(runner.model.decode_head.conv_seg.weight, before)
+
+
 def test_train_partial_load_is_opt_in_and_says_what_it_skipped(
         run_tool, five_class_config, eight_classes, data_options, tmp_path):
     proc = run_tool('train.py', five_class_config, '--work-dir', tmp_path, '--partial-load',
