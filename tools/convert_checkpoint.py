@@ -28,7 +28,7 @@ except ImportError:  # a checkout that is not pip-installed
     import denseclip  # noqa: F401
 from denseclip.apis import init_model
 from denseclip.utils import ignore_known_warnings
-from denseclip.utils.convert import convert_clip_file, convert_denseclip_file
+from denseclip.clip.convert import convert_clip_file, convert_denseclip_file
 
 
 def parse_args() -> argparse.Namespace:

@@ -9,8 +9,10 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, BinaryIO
 
+import numpy as np
 import safetensors.torch
 import torch
 from mmengine.logging import MMLogger
@@ -36,6 +38,16 @@ TOWER_FIX = ('Use the CLIP weights of the architecture that the config describes
              '(model.backbone, model.text_encoder), or change those settings to match them.')
 
 StateDict = dict[str, torch.Tensor]
+
+_np_core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core
+#: numpy values that checkpoints' metadata holds (arrays, scalars, dtypes), which
+#: ``torch.load(weights_only=True)`` may build when a caller allows them.
+NUMPY_GLOBALS = [
+    _np_core.multiarray._reconstruct, _np_core.multiarray.scalar, np.ndarray, np.dtype,
+    *{type(np.dtype(kind)) for kind in (
+        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+        np.uint64, np.float16, np.float32, np.float64, np.str_)},
+]
 
 
 #: torch's words when its weights-only unpickler refuses an object (matched case-insensitively);
@@ -128,6 +140,50 @@ def unreadable(path: str, err: Exception, hint: str) -> CheckpointError:
                            f'not a PyTorch checkpoint ({_torch_detail(err)}). {hint}')
 
 
+def read_checkpoint(file: str | os.PathLike | BinaryIO, map_location: Any = 'cpu',
+                    allowed_globals: Sequence[Any] = (), missing_hint: str = WEIGHTS_HINT,
+                    damaged_hint: str = REREAD_HINT, mmap: bool = False) -> Any:
+    """The one reader of weight files: what ``file`` holds, read without running its code.
+
+    TorchScript archives (OpenAI's) give their state dict (``torch.jit.load``), ``.safetensors``
+    files theirs; anything else is read with ``torch.load(weights_only=True)``, which builds
+    tensors and plain containers only, plus ``allowed_globals`` for this call (no fallback to
+    an unsafe load, and torch's process-wide allowlist is left as it was).
+
+    Args:
+        file: A path, or a binary stream (read with ``torch.load`` only).
+        map_location: As for ``torch.load``.
+        allowed_globals: Further types ``torch.load`` may build (``safe_globals`` entries).
+        missing_hint: What to do when the path does not exist.
+        damaged_hint: What to do when the file is damaged.
+        mmap: Map the tensors' storage instead of reading it (zip-format files only).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        CheckpointError: the file is not readable, truncated, not a checkpoint, or would run
+            code when loaded; the message says what it is and what to do.
+    """
+    path = None
+    if isinstance(file, (str, os.PathLike)):
+        path = os.path.expanduser(os.fspath(file))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f'checkpoint file {path!r} does not exist. {missing_hint}'.rstrip())
+        if not os.access(path, os.R_OK):
+            raise CheckpointError(f'checkpoint file {path!r} is not readable (permission denied)')
+    try:
+        if path is not None and is_torchscript(path):
+            return torch.jit.load(path, map_location=map_location or 'cpu').state_dict()
+        if path is not None and path.endswith('.safetensors'):
+            return safetensors.torch.load_file(path, device=str(map_location or 'cpu'))
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            return torch.load(path or file, map_location=map_location, weights_only=True,
+                              **(dict(mmap=True) if mmap else {}))
+    except Exception as err:  # torch raises many types for damaged files
+        name = path or str(getattr(file, 'name', '<stream>'))
+        raise unreadable(name, err, damaged_hint) from None  # torch advises the unsafe load
+
+
 def read_state_dict(path: str | os.PathLike) -> StateDict:
     """Reads a CLIP archive, a state dict or an mmengine checkpoint as an fp32 state dict.
 
@@ -135,24 +191,13 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         FileNotFoundError: ``path`` does not exist (the message says where to get CLIP weights).
         CheckpointError: the file is truncated, not a checkpoint, or would run code on loading.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file {path!r} does not exist. {WEIGHTS_HINT}')
-    try:
-        if is_torchscript(path):
-            state_dict = torch.jit.load(path, map_location='cpu').state_dict()
-        elif path.endswith('.safetensors'):
-            state_dict = safetensors.torch.load_file(path, device='cpu')
-        else:
-            state_dict = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises many types for damaged files
-        raise unreadable(path, err, REREAD_HINT) from None  # torch advises the unsafe load
+    state_dict = read_checkpoint(path)
     if isinstance(state_dict, Mapping) and 'state_dict' in state_dict:
         state_dict = state_dict['state_dict']
     if not isinstance(state_dict, Mapping) or not all(
             isinstance(value, torch.Tensor) for value in state_dict.values()):
-        raise CheckpointError(f'{path!r} does not hold a state dict (a mapping of names to '
-                              'tensors)')
+        raise CheckpointError(f'{os.fspath(path)!r} does not hold a state dict (a mapping of '
+                              'names to tensors)')
     return {key: value.float() if value.is_floating_point() else value
             for key, value in state_dict.items()}
 

@@ -1,7 +1,8 @@
 """Checkpoint loading that never runs code from the file and never loads weights that do not
 fit the model: the project's safe-loading policy.
 
-- Pickled checkpoints (state dicts, DenseCLIP / mmengine checkpoints, resume checkpoints with
+- Every file is read by the project's one reader, :func:`denseclip.clip.checkpoint.read_checkpoint`.
+  Pickled checkpoints (state dicts, DenseCLIP / mmengine checkpoints, resume checkpoints with
   optimiser and message-hub state) are read with ``torch.load(weights_only=True)``. Besides
   tensors and plain Python containers, only the types that mmengine writes into its checkpoints
   are allowed (:data:`SAFE_GLOBALS`): numpy arrays, scalars and dtypes, mmengine's
@@ -15,6 +16,8 @@ fit the model: the project's safe-loading policy.
 mmengine's own loader tries ``weights_only=True`` and silently falls back to
 ``weights_only=False``; :func:`install` closes that door for every path mmengine loads from
 (``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``, ``denseclip.apis.init_model``).
+It changes mmengine for the whole process, so ``import denseclip`` does not call it: the tools
+and ``denseclip.apis`` do, explicitly, before they load anything.
 
 mmengine also loads weights non-strictly: a checkpoint of another class count, backbone or crop
 size leaves layers at their random initialisation and the run goes on. :func:`fit_checkpoint`
@@ -22,14 +25,10 @@ refuses such a checkpoint before it is loaded (:class:`CheckpointFitHook` for th
 :func:`load_checkpoint` for inference), unless a partial load was asked for.
 """
 import logging
-import os
-import os.path as osp
 import pickle
 from collections import OrderedDict
 from typing import Any, Optional
 
-import numpy as np
-import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -40,10 +39,8 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
 from mmseg.registry import HOOKS
 from torch import nn
 
-from denseclip.clip import CheckpointError, StateDictFit, check_fit
-from denseclip.clip.checkpoint import is_torchscript, unreadable
-
-_np_core = getattr(np, '_core', None) or np.core  # numpy 2 renamed numpy.core
+from denseclip.clip import StateDictFit, check_fit
+from denseclip.clip.checkpoint import NUMPY_GLOBALS, read_checkpoint
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -58,21 +55,21 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 #: What ``torch.load(weights_only=True)`` may build beyond tensors and Python containers.
 SAFE_GLOBALS = [
-    _np_core.multiarray._reconstruct, _np_core.multiarray.scalar, np.ndarray, np.dtype,
-    *{type(np.dtype(kind)) for kind in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-        np.uint64, np.float16, np.float32, np.float64, np.str_)},
+    *NUMPY_GLOBALS,
     HistoryBuffer,
     (_history_buffer_getattr, 'builtins.getattr'),
 ]
 
+#: Where a missing checkpoint of a run was named.
+MISSING_HINT = ('Check the path given as load_from, --resume, the CHECKPOINT argument of '
+                'tools/test.py or init_cfg.checkpoint.')
 #: What to do about a damaged checkpoint of a run.
 DAMAGED_HINT = ('If a job was killed while writing it, delete it; tools/train.py --resume '
                 'continues from the newest intact checkpoint.')
 
 
 def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -> Any:
-    """``torch.load(file, weights_only=True)`` with :data:`SAFE_GLOBALS` allowed; no fallback.
+    """What a checkpoint of a run holds, read by the project's one reader with :data:`SAFE_GLOBALS`.
 
     Args:
         file: A path or a binary file object.
@@ -80,18 +77,12 @@ def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -
         mmap: Map the tensors' storage instead of reading it (zip-format files only).
 
     Raises:
+        FileNotFoundError: the path does not exist.
         CheckpointError: the file is truncated or not a checkpoint, or it holds objects whose
             unpickling could run code.
     """
-    name = file if isinstance(file, (str, os.PathLike)) else getattr(file, 'name', '<stream>')
-    name = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
-    # added (again) on every call: a ``safe_globals`` context elsewhere removes what it lists
-    torch.serialization.add_safe_globals(SAFE_GLOBALS)
-    try:
-        return torch.load(file, map_location=map_location, weights_only=True,
-                          **(dict(mmap=True) if mmap else {}))
-    except Exception as err:  # torch raises many types for damaged files
-        raise unreadable(name, err, DAMAGED_HINT) from None  # torch advises the unsafe load
+    return read_checkpoint(file, map_location, allowed_globals=SAFE_GLOBALS,
+                           missing_hint=MISSING_HINT, damaged_hint=DAMAGED_HINT, mmap=mmap)
 
 
 def load_from_local_weights_only(filename: str, map_location: Optional[Any] = None) -> Any:
@@ -99,20 +90,7 @@ def load_from_local_weights_only(filename: str, map_location: Optional[Any] = No
 
     Returns what the file holds; for a TorchScript archive, its state dict.
     """
-    path = osp.expanduser(os.fspath(filename))
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'checkpoint file {path!r} does not exist. Check the path given as load_from, '
-            '--resume, the CHECKPOINT argument of tools/test.py or init_cfg.checkpoint.')
-    if not os.access(path, os.R_OK):
-        raise CheckpointError(f'checkpoint file {path!r} is not readable (permission denied)')
-    if is_torchscript(path):
-        try:
-            return torch.jit.load(path, map_location=map_location or 'cpu').state_dict()
-        except Exception as err:  # noqa: BLE001
-            raise CheckpointError(f'cannot read TorchScript archive {path!r}: it is truncated or '
-                                  f'corrupt ({type(err).__name__}: {err})') from err
-    return weights_only_load(path, map_location)
+    return weights_only_load(filename, map_location)
 
 
 def _strict_torch_load(file: Any, map_location: Any = None, weights_only: Any = None) -> Any:
@@ -127,7 +105,6 @@ def install() -> None:
     ``CheckpointLoader.register_scheme``) and replaces the private ``_safe_torch_load`` that the
     remote schemes (``pavi://``, ``s3://``, ``open-mmlab://``, ...) call. Idempotent.
     """
-    torch.serialization.add_safe_globals(SAFE_GLOBALS)
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only,
                                      force=True)
     if hasattr(mmengine_checkpoint, '_safe_torch_load'):

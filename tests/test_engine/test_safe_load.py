@@ -1,8 +1,9 @@
 """Every checkpoint mmengine loads goes through ``torch.load(weights_only=True)``.
 
-mmengine's own loader retries with ``weights_only=False`` when the safe load fails; importing
-``denseclip`` closes that for local paths (``load_from``, ``--resume``, ``tools/test.py``) and
-for the remote schemes. Resume checkpoints (numpy values, ``HistoryBuffer`` message hubs,
+mmengine's own loader retries with ``weights_only=False`` when the safe load fails;
+``denseclip.engine.safe_load.install()``, which the tools call (``import denseclip`` does not),
+closes that for local paths (``load_from``, ``--resume``, ``tools/test.py``) and for the remote
+schemes. Resume checkpoints (numpy values, ``HistoryBuffer`` message hubs,
 optimiser state) still load; TorchScript archives load through ``torch.jit.load``; a pickle
 that would run code is refused, and the code does not run.
 """
@@ -10,6 +11,7 @@ import os
 import pickle
 import re
 import runpy
+import subprocess
 import sys
 import zipfile
 from collections import OrderedDict
@@ -23,9 +25,16 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner import load_checkpoint
 from torch import nn
 
-import denseclip  # noqa: F401  (installs the safe loader)
 from denseclip.clip import CheckpointError
-from denseclip.engine import weights_only_load
+from denseclip.engine import safe_load, weights_only_load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope='module', autouse=True)
+def installed():
+    """What the tools do before they load anything."""
+    safe_load.install()
 
 
 class Exploit:
@@ -79,6 +88,29 @@ def test_resume_checkpoint_loads_weights_only(tmp_path):
     assert loaded['message_hub']['runtime_info']['eta'] == 12.5
     assert loaded['optimizer']['state'][0]['step'] == 1
     MessageHub.get_instance('test_safe_load_restore').load_state_dict(loaded['message_hub'])
+
+
+def test_import_changes_no_third_party_behaviour():
+    """``import denseclip`` registers modules only: mmengine's loaders, torch's safe globals and
+    the warnings filters are as before, and no plotting library is imported."""
+    code = (
+        'import sys, warnings, torch\n'
+        'from mmengine.runner import checkpoint as c\n'
+        'before = (c.CheckpointLoader._get_checkpoint_loader("/x.pth"), c._safe_torch_load,\n'
+        '          list(torch.serialization.get_safe_globals()), list(warnings.filters))\n'
+        'import denseclip\n'
+        'after = (c.CheckpointLoader._get_checkpoint_loader("/x.pth"), c._safe_torch_load,\n'
+        '         list(torch.serialization.get_safe_globals()), list(warnings.filters))\n'
+        'assert before == after, (before, after)\n'
+        'assert "matplotlib" not in sys.modules\n'
+        'from denseclip.engine import safe_load\n'
+        'safe_load.install()\n'
+        'assert c.CheckpointLoader._get_checkpoint_loader("/x.pth") is not before[0]\n'
+        'assert list(torch.serialization.get_safe_globals()) == before[2]\n'
+        'print("ok")\n')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-3000:]
 
 
 def test_every_mmengine_path_uses_the_weights_only_loader():

@@ -20,10 +20,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from denseclip.apis import init_model
-from denseclip.clip import CLIP, CheckpointError, load, tokenize
-from denseclip.clip import check_fit
-from denseclip.utils.convert import (convert_clip_file, convert_denseclip, convert_denseclip_file,
-                                     read_checkpoint)
+from denseclip.clip import CLIP, CheckpointError, check_fit, load, tokenize
+from denseclip.clip.convert import (convert_clip_file, convert_denseclip, convert_denseclip_file,
+                                    read_released)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
@@ -183,8 +182,8 @@ def test_pickled_objects_need_trust_and_non_plain_meta_is_dropped(denseclip_mode
                                            when=datetime.datetime(2022, 3, 1))  # not plain
     torch.save(checkpoint, src)
     with pytest.raises(CheckpointError, match='--trust-pickle'):
-        read_checkpoint(src)
-    converted, report = convert_denseclip(read_checkpoint(src, trust=True))
+        read_released(src)
+    converted, report = convert_denseclip(read_released(src, trust=True))
     assert 'meta.hook_msgs (not a plain value)' in report.dropped
     assert 'hook_msgs' not in converted['meta']
 

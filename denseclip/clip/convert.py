@@ -1,4 +1,4 @@
-"""Offline checkpoint conversion, used by ``tools/convert_checkpoint.py``.
+"""Offline checkpoint conversion (``tools/convert_checkpoint.py``): pure functions over state dicts.
 
 Two conversions, each a pure function over what a file holds:
 
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from denseclip.clip import CheckpointError, build_model, infer_clip_config, read_state_dict
-from denseclip.clip import check_fit
-from denseclip.engine.safe_load import weights_only_load
+from .checkpoint import (NUMPY_GLOBALS, build_model, infer_clip_config, read_checkpoint,
+                         read_state_dict)
+from .errors import CheckpointError
+from .fit import check_fit
 
 StateDict = dict[str, torch.Tensor]
 
@@ -63,23 +64,21 @@ class Report:
 
 
 # ------------------------------------------------------------------------------ files
-def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
-    """Reads a ``torch.save`` file with ``weights_only=True``.
+def read_released(path: str | os.PathLike, trust: bool = False) -> Any:
+    """Reads a released checkpoint with the project's reader (``weights_only=True``).
 
     Args:
         path: The checkpoint.
         trust: If the file holds Python objects beyond tensors and plain values, load it
             anyway (``weights_only=False``, which can run code from the file: only for files
-            from a source you trust).
+            from a source you trust). The one unsafe load of the project, asked for explicitly
+            with ``tools/convert_checkpoint.py --trust-pickle``.
 
     Raises:
         CheckpointError: the file is unreadable, or needs ``trust`` and it was not given.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
     try:
-        return weights_only_load(path, map_location='cpu')  # the project's safe loader
+        return read_checkpoint(path, allowed_globals=NUMPY_GLOBALS, missing_hint='')
     except CheckpointError as err:
         if not str(err).startswith('refusing'):  # damaged, not merely unsafe
             raise
@@ -100,15 +99,6 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
         save_file(tensors, path, metadata=dict(metadata or {}))
     else:
         torch.save(tensors, path)
-
-
-def load_state_dict_file(path: str | os.PathLike) -> StateDict:
-    """Reads what :func:`save_state_dict` wrote (or any file ``read_state_dict`` takes)."""
-    path = os.fspath(path)
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path)
-    return read_state_dict(path)
 
 
 # ------------------------------------------------------------------------------ CLIP
@@ -229,7 +219,7 @@ def convert_clip_file(src: str | os.PathLike, dst: str | os.PathLike) -> Report:
     source = read_state_dict(src)
     state_dict, report = convert_clip(source)
     save_state_dict(state_dict, dst, metadata={'converted_from': os.path.basename(src)})
-    written = load_state_dict_file(dst)
+    written = read_state_dict(dst)
     assert_same_tensors(written, source)
     build_model(written)  # every key is used
     return report
@@ -239,11 +229,11 @@ def convert_denseclip_file(src: str | os.PathLike, dst: str | os.PathLike, model
                            trust: bool = False) -> Report:
     """Converts a released DenseCLIP checkpoint and checks that the written file loads (with
     ``weights_only=True``) into ``model``, built from the matching config, exactly."""
-    converted, report = convert_denseclip(read_checkpoint(src, trust))
+    converted, report = convert_denseclip(read_released(src, trust))
     check_fit(model, converted['state_dict'], f'checkpoint {os.fspath(src)!r}', CONFIG_HINT)
     report.notes += class_name_notes(converted['meta'], getattr(model, 'class_names', None))
     converted['meta']['converted_from'] = os.path.basename(src)
     torch.save(converted, dst)
-    written = torch.load(dst, map_location='cpu', weights_only=True)
+    written = read_checkpoint(dst)
     check_fit(model, written['state_dict'], f'the written {os.fspath(dst)!r}', CONFIG_HINT)
     return report
