@@ -1,12 +1,13 @@
-"""DenseCLIP for mmsegmentation 1.x. Importing the package registers its modules.
+"""DenseCLIP for mmsegmentation 1.x. Importing the package registers its modules and changes
+nothing else: no third-party behaviour (safe checkpoint loading is installed by the tools,
+``denseclip.engine.config.prepare_config``), no plotting library.
 
-``denseclip.apis`` loads its inference helpers (mmseg.apis, matplotlib) on first use, which
-keeps ``import denseclip`` (and every tool's start) cheap; the visualiser that configs name is
-registered at once.
+``denseclip.apis`` (inference and pictures: mmseg.apis, matplotlib) and ``denseclip.analysis``
+(FLOPs, benchmarks, training curves) are imported where they are used.
 """
-from .utils.console import quiet_imports
+from .engine.console import quiet_imports
 
 with quiet_imports():  # mmcv and mmseg announce optional parts they lack, once per process
-    from . import apis, clip, datasets, engine, models, utils  # noqa: F401
+    from . import clip, datasets, engine, models  # noqa: F401
 
 __version__ = '0.1.0'

@@ -10,12 +10,11 @@ are the median of ``--repeats`` runs; peak memory is CUDA's max-allocated or the
 The fast paths are switches: ``--no-text-cache``, ``--slide-batch-size``, ``--channels-last``,
 ``--amp``, ``--compile``. Every result names the device (CPU model and its bfloat16 flags,
 read from /proc/cpuinfo); ``--kernels`` adds float32/bfloat16 kernel rates. The measuring
-code is ``denseclip.utils.benchmark``.
+code, fast-path switches included, is ``denseclip.analysis.benchmark``.
 """
 import argparse
 import contextlib
 import json
-import os.path as osp
 import sys
 
 import torch
@@ -23,16 +22,11 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on stdout
-    try:
-        import denseclip  # noqa: F401  (registers the DenseCLIP modules)
-    except ImportError:  # a checkout that is not pip-installed
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-        import denseclip  # noqa: F401
-    from denseclip.utils import compile_submodules, to_channels_last
-    from denseclip.utils.benchmark import (benchmark_inference, benchmark_training,
-                                           compare_inference, compare_training,
-                                           describe_device, kernel_rates)
-    from denseclip.utils.build import build_segmentor, load_config
+    from denseclip.analysis.benchmark import (apply_fast_paths, benchmark_inference,
+                                              benchmark_training, compare_inference,
+                                              compare_training, describe_device, kernel_rates)
+    from denseclip.engine import compile_submodules
+    from denseclip.engine.config import build_segmentor, prepare_config
 
 ADE20K_TEST_SHAPE = (512, 683)  # a 4:3 photo resized to (2048, 512), keep ratio
 
@@ -109,7 +103,7 @@ def print_comparison(results: list[dict]) -> None:
 def measure(args) -> tuple[dict, list[dict]]:
     """Builds the model, applies the switches and runs the measurements."""
     shape = None if args.shape is None else tuple(args.shape * (3 - len(args.shape)))
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = prepare_config(args.config, args.cfg_options, device=args.device)
     model = build_segmentor(cfg).to(args.device)
     settings = dict(config=args.config, device=args.device, **describe_device(args.device),
                     threads=torch.get_num_threads())
@@ -119,12 +113,10 @@ def measure(args) -> tuple[dict, list[dict]]:
         return dict(settings, rounds=args.repeats), compare(args, cfg, model, shape)
     settings.update(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                     text_cache=not args.no_text_cache, slide_batch_size=args.slide_batch_size)
-    if hasattr(model, 'cache_text'):
-        model.cache_text = not args.no_text_cache
-    if args.slide_batch_size is not None:
-        model.test_cfg.slide_batch_size = args.slide_batch_size
-    if args.channels_last:
-        to_channels_last(model)
+    slide_batch_size = (model.test_cfg.get('slide_batch_size') if args.slide_batch_size is None
+                        else args.slide_batch_size)  # without the switch: the config's
+    apply_fast_paths(model, text_cache=not args.no_text_cache, slide_batch_size=slide_batch_size,
+                     channels_last=args.channels_last)
     if args.compile:
         compile_submodules(model)
     timing = dict(warmup=args.warmup, iters=args.iters, repeats=args.repeats, amp=args.amp)

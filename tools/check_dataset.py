@@ -16,7 +16,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from denseclip.datasets import check_class_names, scan_loaders
-from denseclip.utils import fill_class_names
+from denseclip.engine.config import fill_class_names
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,7 +53,7 @@ def main() -> int:
     init_default_scope(cfg.get('default_scope', 'mmseg'))
 
     config_problems = []
-    try:
+    try:  # the class-name steps of prepare_config, listed with the data's problems
         fill_class_names(cfg)
         check_class_names(cfg)
     except (KeyError, ValueError) as err:

@@ -18,17 +18,10 @@ project's: normally "no renaming needed"), writes tensors and plain values only,
 the result loads into the model of --config with no missing or unexpected key.
 """
 import argparse
-import os.path as osp
-import sys
 
-try:
-    import denseclip  # noqa: F401  (registers the DenseCLIP modules)
-except ImportError:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import denseclip  # noqa: F401
 from denseclip.apis import init_model
-from denseclip.utils import ignore_known_warnings
 from denseclip.clip.convert import convert_clip_file, convert_denseclip_file
+from denseclip.engine import ignore_known_warnings
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,7 +44,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/utils/console.py
+    ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/engine/console.py
     if args.kind == 'clip':
         report = convert_clip_file(args.src, args.dst)
         verified = 'identical keys and values, loads as a CLIP model'

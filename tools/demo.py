@@ -18,13 +18,8 @@ import sys
 
 from mmengine.config import DictAction
 
-try:
-    import denseclip  # noqa: F401  (registers the DenseCLIP modules)
-except ImportError:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import denseclip  # noqa: F401
 from denseclip.apis import demo_picture, init_model, save_picture
-from denseclip.utils import ignore_known_warnings
+from denseclip.engine import ignore_known_warnings
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,7 +65,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/utils/console.py
+    ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/engine/console.py
     model = init_model(args.config, args.checkpoint, device=args.device,
                        cfg_options=args.cfg_options)
     try:

@@ -4,25 +4,19 @@
 
 Runs on the CPU with random weights and no dataset (class names come from the config or its
 dataset's metainfo). The conventions (what is counted, what is left out) are printed with the
-numbers and explained in docs/flops.md; the counting itself is ``denseclip.utils.flops``.
+numbers and explained in docs/flops.md; the counting itself is ``denseclip.analysis.flops``.
 """
 import argparse
 import contextlib
 import json
-import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 
 # mmseg prints notes on stdout when imported; --json must print nothing but the JSON object
 with contextlib.redirect_stdout(sys.stderr):
-    try:
-        import denseclip  # noqa: F401  (registers the DenseCLIP modules)
-    except ImportError:  # a checkout that is not pip-installed
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-        import denseclip  # noqa: F401
-    from denseclip.utils.build import build_segmentor, load_config
-    from denseclip.utils.flops import count_flops
+    from denseclip.analysis.flops import count_flops
+    from denseclip.engine.config import build_segmentor, prepare_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,7 +63,7 @@ def main() -> None:
     args = parse_args()
     size = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
     with contextlib.redirect_stdout(sys.stderr):
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = prepare_config(args.config, args.cfg_options, device='cpu')
         model = build_segmentor(cfg)
         report = count_flops(model, size, legacy_fvcore=args.legacy_fvcore,
                              count_elementwise=args.count_elementwise).to_dict()

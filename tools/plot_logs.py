@@ -12,11 +12,7 @@ import os
 import os.path as osp
 import sys
 
-try:
-    import denseclip  # noqa: F401
-except ImportError:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from denseclip.utils.training_curves import find_json_logs, plot_curves, read_curves
+from denseclip.analysis.training_curves import find_json_logs, plot_curves, read_curves
 
 
 def main() -> None:

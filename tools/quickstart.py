@@ -12,17 +12,20 @@ import subprocess
 import sys
 import time
 
-import cv2
+import mmcv
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from denseclip.apis import inference_model, init_model
+from denseclip.apis import inference_model, init_model, save_picture
+from denseclip.apis.visualization import draw_labels, render_grid
 from denseclip.datasets import generate_synthetic_ade20k
-from denseclip.utils import ignore_known_warnings
+from denseclip.engine import ignore_known_warnings
 
 CONFIG = 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
+#: Label value of pixels that are no class ("other" in the synthetic label files).
+IGNORE_INDEX = 255
 
 
 def run(*command: str) -> None:
@@ -57,39 +60,26 @@ def save_untrained(cfg: Config, path: str) -> None:
 
 def draw_predictions(cfg: Config, checkpoint: str, data_root: str, out: str,
                      num_images: int = 4) -> None:
-    """Rows of (input | ground truth | prediction) for the first validation images."""
+    """Rows of (input | ground truth | prediction) for the first validation images, the
+    classes in the palette's colours over the image, "other" (not scored) dark."""
     model = init_model(cfg, checkpoint)
-    palette = np.array(cfg.train_dataloader.dataset.metainfo['palette'], dtype=np.uint8)
+    metainfo = cfg.train_dataloader.dataset.metainfo
+    classes, palette = metainfo['classes'], metainfo['palette']
     rows = []
     images = sorted(glob.glob(osp.join(data_root, 'images', 'validation', '*.jpg')))
     for image_path in images[:num_images]:
         label_path = image_path.replace('images', 'annotations').replace('.jpg', '.png')
-        image = cv2.imread(image_path)
-        label = cv2.imread(label_path, cv2.IMREAD_UNCHANGED).astype(np.int64) - 1  # 0 -> -1
+        image = mmcv.imread(image_path, channel_order='rgb')
+        label = mmcv.imread(label_path, flag='unchanged').astype(np.int64) - 1  # 0 -> -1
+        label[label < 0] = IGNORE_INDEX  # "other" is not a class: not trained on, not scored
         pred = inference_model(model, image_path).pred_sem_seg.data[0].numpy()
-        pred[label < 0] = -1  # "other" is not a class: not trained on, not scored
-
-        def paint(classes: np.ndarray) -> np.ndarray:
-            colours = palette[np.clip(classes, 0, None)][..., ::-1]  # RGB -> BGR
-            colours[classes < 0] = 0  # "other": black
-            return cv2.addWeighted(image, 0.3, colours, 0.7, 0)
-
-        rows.append(np.concatenate([image, paint(label), paint(pred)], axis=1))
-    grid = np.concatenate(rows, axis=0)
-    grid = cv2.resize(grid, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-    names = [*cfg.train_dataloader.dataset.metainfo['classes'], 'other (not scored)']
-    colours = np.concatenate([palette, np.zeros((1, 3), np.uint8)])
-    legend = np.full((24 * len(names) + 8, grid.shape[1], 3), 255, np.uint8)
-    for index, (name, colour) in enumerate(zip(names, colours)):
-        top = 4 + 24 * index
-        cv2.rectangle(legend, (8, top), (28, top + 18), tuple(int(c) for c in colour[::-1]), -1)
-        cv2.putText(legend, name.strip(), (36, top + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
-    for index, title in enumerate(('input', 'ground truth', 'prediction')):
-        cv2.putText(header, title, (8 + index * grid.shape[1] // 3, 20),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(out, np.concatenate([header, grid, legend], axis=0))
+        pred[label == IGNORE_INDEX] = IGNORE_INDEX
+        rows.append([image, *(draw_labels(image, labels, classes, palette, opacity=0.7)
+                              for labels in (label, pred))])
+    legend = [(name.strip(), tuple(channel / 255 for channel in colour))
+              for name, colour in zip(classes, palette)] + [('other (not scored)', (0, 0, 0))]
+    picture = render_grid(rows, ('input', 'ground truth', 'prediction'), legend, scale=2)
+    save_picture(picture, out)
 
 
 def main() -> None:
@@ -97,7 +87,7 @@ def main() -> None:
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
     parser.add_argument('--data-root', default='data/synthetic')
     args = parser.parse_args()
-    ignore_known_warnings()  # as the tools it runs do (denseclip/utils/console.py)
+    ignore_known_warnings()  # as the tools it runs do (denseclip/engine/console.py)
     start = time.time()
     os.makedirs(args.work_dir, exist_ok=True)
     cfg = Config.fromfile(CONFIG)

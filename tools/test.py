@@ -1,25 +1,18 @@
 """Test a segmentor: ``python tools/test.py CONFIG CHECKPOINT [--tta] [--show-dir DIR] ...``.
 
 Single-scale evaluation by default; ``--tta`` evaluates with the config's multi-scale + flip
-``tta_pipeline``. Distributed: ``tools/dist_test.sh`` or ``tools/slurm_test.sh``.
+``tta_pipeline``. Distributed: ``tools/dist_test.sh`` or ``tools/slurm_test.sh``. The config is
+prepared as for every entry point (``denseclip.engine.config.prepare_config``).
 """
 import argparse
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-try:
-    import denseclip  # noqa: F401  (registers the DenseCLIP modules)
-except ImportError:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import denseclip  # noqa: F401
-from denseclip.datasets import check_class_names, wrap_datasets
-from denseclip.engine.safe_load import require_checkpoint_fit
-from denseclip.utils import (KnownLogRecords, adapt_cfg_to_cpu, fill_class_names,
-                             ignore_known_warnings)
+from denseclip.engine import KnownLogRecords, ignore_known_warnings
+from denseclip.engine.config import prepare_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -79,37 +72,20 @@ def main() -> dict:
     """Run the test loop; returns the metrics, e.g. ``{'mIoU': ...}``."""
     args = parse_args()
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    fill_class_names(cfg)  # DenseCLIP: class names from the dataset metainfo
-    check_class_names(cfg)
-
-    # work_dir priority: CLI > config > ./work_dirs/CONFIG_NAME
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    # class names, safe loading, a checkpoint that must fit, --tta, checked datasets, the CPU
+    # fallbacks, the work dir
+    cfg = prepare_config(args.config, args.cfg_options, launcher=args.launcher,
+                         work_dir=args.work_dir, tta=args.tta, check_data=True)
     cfg.load_from = args.checkpoint
-    require_checkpoint_fit(cfg)  # a checkpoint that does not fit the model is an error
-
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
-    if args.tta:
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
     if args.amp:
         cfg.test_cfg.fp16 = True  # mmengine's TestLoop runs the model under autocast
     if args.out is not None:
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True
-    wrap_datasets(cfg)  # clear errors for missing, unpaired, corrupt or mislabelled data
-    adapt_cfg_to_cpu(cfg)
 
-    ignore_known_warnings()  # known-harmless mmseg/mmengine messages, denseclip/utils/console.py
+    ignore_known_warnings()  # known-harmless mmseg/mmengine messages, denseclip/engine/console.py
     runner = Runner.from_cfg(cfg)
     runner.logger.addFilter(KnownLogRecords())
     return runner.test()

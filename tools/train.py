@@ -1,29 +1,21 @@
 """Train a segmentor: ``python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp] ...``.
 
 Distributed: ``tools/dist_train.sh`` (torchrun) or ``tools/slurm_train.sh``. Without CUDA the
-run falls back to gloo, BN and bfloat16 autocast (see ``denseclip/utils/dist.py``).
+run falls back to gloo, BN and bfloat16 autocast (see ``denseclip/engine/dist.py``).
 ``--resume`` continues a killed run exactly where its newest intact checkpoint left it, and
 every dataset is checked for missing, unpaired and corrupt files (``docs/robustness.md``).
+The config is prepared as for every entry point (``denseclip.engine.config.prepare_config``).
 """
 import argparse
 import os
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
-
-try:
-    import denseclip  # noqa: F401  (registers the DenseCLIP modules)
-except ImportError:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import denseclip  # noqa: F401
-from denseclip.datasets import check_class_names, wrap_datasets
-from denseclip.engine import configure_resume
-from denseclip.engine.safe_load import require_checkpoint_fit
-from denseclip.utils import (KnownLogRecords, adapt_cfg_to_cpu, enable_amp, fill_class_names,
-                             ignore_known_warnings)
 from mmseg.registry import RUNNERS
+
+from denseclip.engine import KnownLogRecords, configure_resume, ignore_known_warnings
+from denseclip.engine.config import prepare_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,34 +64,19 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    fill_class_names(cfg)  # DenseCLIP: class names from the dataset metainfo
-    check_class_names(cfg)
-    wrap_datasets(cfg)  # clear errors for missing, unpaired, corrupt or mislabelled data
-
-    # work_dir priority: CLI > config > ./work_dirs/CONFIG_NAME
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-
-    if args.amp:
-        enable_amp(cfg)
+    # class names, safe loading, checked datasets, --amp, the CPU fallbacks, the work dir
+    cfg = prepare_config(args.config, args.cfg_options, launcher=args.launcher,
+                         work_dir=args.work_dir, amp=args.amp, partial_load=args.partial_load,
+                         check_data=True)
     if args.partial_load and not cfg.get('load_from'):
         sys.exit('error: --partial-load needs a checkpoint to fine-tune from: set load_from in '
                  'the config or pass --cfg-options load_from=PATH')
-    require_checkpoint_fit(cfg, partial=args.partial_load)
     if args.resume:
         configure_resume(cfg, args.resume)  # the newest intact checkpoint and its seed
     else:
         cfg.resume = False
-    adapt_cfg_to_cpu(cfg)
 
-    ignore_known_warnings()  # known-harmless mmseg/mmengine messages, denseclip/utils/console.py
+    ignore_known_warnings()  # known-harmless mmseg/mmengine messages, denseclip/engine/console.py
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:

@@ -7,4 +7,8 @@ _base_ = [
     '../_base_/schedules/schedule_80k_adamw.py', '../_base_/default_runtime.py'
 ]
 crop_size = {{_base_.crop_size}}  # the dataset's random crop
-model = dict(data_preprocessor=dict(size=crop_size))
+num_classes = 150  # ADE20K
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    decode_head=dict(num_classes=num_classes),
+    auxiliary_head=dict(num_classes=num_classes))

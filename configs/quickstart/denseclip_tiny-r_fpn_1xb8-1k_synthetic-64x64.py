@@ -5,22 +5,18 @@ _base_ = [
     '../_base_/default_runtime.py'
 ]
 crop_size = {{_base_.crop_size}}
-embed_dim = 64
 model = dict(
     pretrained=None,  # random init: no CLIP weights needed
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(layers=(1, 1, 1, 1), width=16, output_dim=embed_dim, input_resolution=64),
+    # output_dim: the embedding width, which the text branch takes
+    backbone=dict(layers=(1, 1, 1, 1), width=16, output_dim=64, input_resolution=64),
     text_encoder=dict(
         context_length=9,  # 4 learnable contexts + 5 name tokens
-        embed_dim=embed_dim,
         transformer_width=64,
         transformer_heads=2,
         transformer_layers=2),
-    context_decoder=dict(
-        transformer_width=32, transformer_heads=2, transformer_layers=1, visual_dim=embed_dim),
-    pre_prompter=dict(
-        num_contexts=4, visual_dim=embed_dim, text_width=64, transformer_width=32,
-        transformer_heads=2, transformer_layers=1),
+    context_decoder=dict(transformer_width=32, transformer_heads=2, transformer_layers=1),
+    pre_prompter=dict(transformer_width=32, transformer_heads=2, transformer_layers=1),
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=32),
     decode_head=dict(in_channels=[32] * 4, channels=32, norm_cfg=dict(type='BN')),
     test_cfg=dict(mode='whole'))

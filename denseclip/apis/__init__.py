@@ -1,24 +1,26 @@
-"""Inference helpers: mmseg's API made to work with DenseCLIP configs, score maps, pictures.
+"""Inference and pictures: mmseg's API made to work with DenseCLIP configs
+(:mod:`.inference`, :mod:`.inferencer`), pixel-text score maps (:mod:`.score_maps`) and the
+demo's pictures (:mod:`.visualization`).
 
-Only the visualiser that ``configs/_base_/default_runtime.py`` names (``SegVisualizer``, in
-mmseg's ``VISUALIZERS``) is imported with the package. The rest pulls in ``mmseg.apis`` and
-matplotlib, so it is imported on first use (PEP 562): ``from denseclip.apis import
-init_model`` works as before, and ``import denseclip`` stays cheap.
+They pull in ``mmseg.apis`` and matplotlib, so each name is imported on first use (PEP 562):
+``from denseclip.apis import init_model`` imports what ``init_model`` needs, no more. The
+training visualiser that configs name, ``SegVisualizer``, plugs into the runner and lives in
+``denseclip.engine``; it is served here as well.
 """
 import importlib
 
-from .visualizer import SegVisualizer
+from denseclip.engine.visualizer import SegVisualizer
 
 #: Names served on first use -> the submodule that defines them.
 LAZY = {
     'DenseCLIPInferencer': 'inferencer',
-    'ScoreMapResult': 'predict',
-    'demo_picture': 'visualisation',
-    'inference_model': 'predict',
+    'ScoreMapResult': 'score_maps',
+    'demo_picture': 'visualization',
+    'inference_model': 'inference',
     'init_model': 'inference',
-    'predict_with_score_maps': 'predict',
-    'render_picture': 'visualisation',
-    'save_picture': 'visualisation',
+    'predict_with_score_maps': 'score_maps',
+    'render_picture': 'visualization',
+    'save_picture': 'visualization',
 }
 
 __all__ = ['SegVisualizer', *LAZY]

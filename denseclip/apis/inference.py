@@ -1,14 +1,26 @@
-"""Building a model for inference from a config and a checkpoint."""
+"""A model for inference from a config and a checkpoint, and images through it: mmseg's
+``init_model`` and ``inference_model`` made to work with DenseCLIP configs."""
+import copy
 import os
+from collections.abc import Sequence
 from typing import Optional, Union
 
+import numpy as np
+import torch
 from mmengine.config import Config
+from mmengine.dataset import Compose
 from mmseg.apis import init_model as mmseg_init_model
+from mmseg.structures import SegDataSample
 from torch import nn
 
+from denseclip.engine.config import prepare_config
 from denseclip.engine.safe_load import load_checkpoint
-from denseclip.utils import revert_sync_bn_cfg
-from denseclip.utils.build import load_config
+
+ImageType = Union[str, os.PathLike, np.ndarray]
+ImagesType = Union[ImageType, Sequence[ImageType]]
+
+#: Test-pipeline steps that need a label file, which an inference image does not have.
+ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation')
 
 
 def dataset_meta(meta: dict, model: nn.Module) -> Optional[dict]:
@@ -26,10 +38,11 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
                device: str = 'cpu', cfg_options: Optional[dict] = None) -> nn.Module:
     """mmseg's ``init_model`` for DenseCLIP configs, refusing checkpoints that do not fit.
 
-    Fills ``model.class_names`` from the config's dataset when it is left ``None`` and, on CPU,
-    turns SyncBN into BN; builds the model with ``mmseg.apis.init_model``, which loads no CLIP
+    Prepares (a copy of) the config as every entry point does
+    (:func:`~denseclip.engine.config.prepare_config`: class names from the dataset, SyncBN ->
+    BN, safe loading); builds the model with ``mmseg.apis.init_model``, which loads no CLIP
     weights (the checkpoint holds every weight), then loads the checkpoint only if it fits the
-    model key by key and shape by shape. Use it with ``denseclip.apis.inference_model``.
+    model key by key and shape by shape. Use it with :func:`inference_model`.
 
     Args:
         config: Config file or object.
@@ -41,11 +54,47 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
         CheckpointError: the checkpoint cannot be read safely or does not fit the model (the
             message counts and lists the keys and names the likely cause).
     """
-    cfg = load_config(config, cfg_options)  # a copy, class names filled in
-    if str(device).startswith('cpu'):
-        revert_sync_bn_cfg(cfg.model)
+    if isinstance(config, Config):
+        config = copy.deepcopy(config)
+    cfg = prepare_config(config, cfg_options, device=device)
     model = mmseg_init_model(cfg, None, device=device)
     if checkpoint is not None:
         meta = load_checkpoint(model, checkpoint).get('meta') or {}
         model.dataset_meta = dataset_meta(meta, model)
     return model
+
+
+def inference_pipeline(cfg, from_array: bool) -> Compose:
+    """The config's test pipeline without label loading; ``LoadImageFromNDArray`` for arrays."""
+    steps = [step for step in copy.deepcopy(cfg.test_pipeline)
+             if step['type'] not in ANNOTATION_LOADERS]
+    if from_array:
+        steps[0]['type'] = 'LoadImageFromNDArray'
+    return Compose(steps)
+
+
+def pack_inputs(model: nn.Module, images: Sequence[ImageType]) -> dict:
+    """Runs the test pipeline on images (paths, or BGR arrays as OpenCV reads them):
+    ``dict(inputs=[3, H', W'] each, data_samples=[...])``, as a data loader gives them."""
+    batch = dict(inputs=[], data_samples=[])
+    for image in images:
+        from_array = isinstance(image, np.ndarray)
+        packed = inference_pipeline(model.cfg, from_array)(
+            dict(img=image) if from_array else dict(img_path=os.fspath(image)))
+        batch['inputs'].append(packed['inputs'])
+        batch['data_samples'].append(packed['data_samples'])
+    return batch
+
+
+def inference_model(model: nn.Module,
+                    images: ImagesType) -> Union[SegDataSample, list[SegDataSample]]:
+    """``mmseg.apis.inference_model`` without its side effect.
+
+    mmseg's rewrites ``model.cfg.test_pipeline`` in place when given an array, after which the
+    same model fails on paths; this builds the pipeline afresh for each call. Images are paths
+    or BGR arrays (as ``cv2.imread`` returns); a list gives a list of results.
+    """
+    is_batch = isinstance(images, (list, tuple))
+    with torch.no_grad():
+        results = model.test_step(pack_inputs(model, images if is_batch else [images]))
+    return results if is_batch else results[0]

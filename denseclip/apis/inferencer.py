@@ -4,16 +4,17 @@ from typing import Optional
 from mmseg.apis import MMSegInferencer
 from torch import nn
 
+from denseclip.engine.config import prepare_config
 from denseclip.engine.safe_load import fit_checkpoint
-from denseclip.utils import fill_class_names
 
 
 class DenseCLIPInferencer(MMSegInferencer):
     """``MMSegInferencer`` that takes DenseCLIP configs as they are.
 
-    Two differences: ``model.class_names`` left ``None`` in a config is filled from its
-    dataset's metainfo before the model is built (as ``tools/train.py`` does), so a config path
-    works directly; and ``weights`` that do not fit the model are refused (a
+    Two differences: the config is prepared as for every entry point before the model is built
+    (:func:`~denseclip.engine.config.prepare_config`: ``model.class_names`` left ``None`` is
+    filled from its dataset's metainfo, SyncBN becomes BN, checkpoints are read safely), so a
+    config path works directly; and ``weights`` that do not fit the model are refused (a
     :class:`~denseclip.clip.CheckpointError` that counts and lists the keys) instead of loaded
     in part. Everything else, results, pictures (``out_dir=...``) and batching, is mmseg's::
 
@@ -23,7 +24,7 @@ class DenseCLIPInferencer(MMSegInferencer):
     """
 
     def _init_model(self, cfg, weights: Optional[str], device: str = 'cpu') -> nn.Module:
-        fill_class_names(cfg)
+        prepare_config(cfg, device=device)  # in place: mmseg's inferencer keeps this config
         self._weights = weights  # named by the fit check
         return super()._init_model(cfg, weights, device)
 

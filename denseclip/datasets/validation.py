@@ -19,10 +19,10 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
-from denseclip.utils.class_names import dataset_class_names
 from .checks import (LabelSpace, classes_problem, empty_problem, folder_problem, lazy,
                      listing_problem, load_problem, orientation_applied, pair_problems,
                      seg_datasets, size_problem)
+from .class_names import dataset_class_names
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: Ends the errors raised while a job loads samples: the other bad files are found up front.

@@ -5,10 +5,9 @@ from .context_decoder import ContextDecoder
 from .identity_head import IdentityHead
 from .prompter import PreModelPrompter
 from .segmentor import DenseCLIP
-from .text_encoder import CLIPPlainTextEncoder, CLIPTextContextEncoder
+from .text_encoder import CLIPTextContextEncoder
 
 __all__ = [
-    'BackboneWithAttentionPool', 'CLIPPlainTextEncoder', 'CLIPResNet', 'CLIPResNetWithAttention',
-    'CLIPTextContextEncoder', 'CLIPVisionTransformer', 'ContextDecoder', 'DenseCLIP',
-    'IdentityHead', 'PreModelPrompter'
+    'BackboneWithAttentionPool', 'CLIPResNet', 'CLIPResNetWithAttention', 'CLIPTextContextEncoder',
+    'CLIPVisionTransformer', 'ContextDecoder', 'DenseCLIP', 'IdentityHead', 'PreModelPrompter'
 ]

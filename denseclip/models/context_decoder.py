@@ -107,7 +107,8 @@ class ContextDecoder(nn.Module):
         transformer_width: Width ``W`` of the decoder.
         transformer_heads: Number of attention heads; must divide ``transformer_width``.
         transformer_layers: Number of decoder layers.
-        visual_dim: Channels ``C`` of both the text embeddings and the visual context.
+        visual_dim: Channels ``C`` of both the text embeddings and the visual context (DenseCLIP
+            fills in its backbone's embedding width).
         dropout: Dropout inside the decoder layers.
         out_dim: Output channels; ``visual_dim`` when ``None``.
     """

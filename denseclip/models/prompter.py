@@ -15,6 +15,9 @@ class PreModelPrompter(nn.Module):
     CoOp's shared context vectors ``[v1..vM]`` with per-image ones. Unlike post-model prompting
     (DenseCLIP's default) the text encoder then has to run once per image.
 
+    DenseCLIP fills in ``num_contexts``, ``visual_dim`` and ``text_width`` from its text encoder
+    and backbone.
+
     Args:
         num_contexts: Number ``M`` of context vectors (and of queries).
         visual_dim: Channels ``C`` of the visual context.

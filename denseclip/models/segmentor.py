@@ -1,6 +1,4 @@
 """The DenseCLIP segmentor."""
-import copy
-import difflib
 from collections.abc import Sequence
 from typing import Optional
 
@@ -14,10 +12,9 @@ from torch import nn
 
 from denseclip.clip.tokenizer import tokenize
 
+from . import derive
 from .slide import BatchedSlideMixin
 
-#: Backbones that take ``pretrained`` (a CLIP checkpoint) from ``model.pretrained``.
-CLIP_BACKBONES = ('CLIPResNet', 'CLIPResNetWithAttention', 'CLIPVisionTransformer')
 PROMPTING_MODES = ('none', 'pre', 'post', 'pre+post')
 
 
@@ -44,12 +41,21 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
     At inference without pre-model prompting the text encoder's output does not depend on the
     image; it is computed once and reused until a weight it depends on changes.
 
+    Widths are derived, so a config states each once: the embedding width ``D`` is the built
+    backbone's ``embed_dim`` (its ``output_dim``) and fills ``text_encoder.embed_dim``,
+    ``context_decoder.visual_dim`` and ``pre_prompter.visual_dim``; the ``M`` learnable contexts
+    are ``text_encoder.context_length - context_length`` (``pre_prompter.num_contexts``), of
+    the text encoder's token width (``pre_prompter.text_width``). A value a config does state
+    must agree (``ValueError`` at build time, naming both keys).
+
     Args:
-        backbone: A backbone returning 4 maps plus ``(global [B, D], dense [B, D, h, w])``.
+        backbone: A backbone returning 4 maps plus ``(global [B, D], dense [B, D, h, w])`` and
+            exposing ``D`` as ``embed_dim`` (``CLIPResNetWithAttention``,
+            ``CLIPVisionTransformer`` with ``get_embeddings``, ``BackboneWithAttentionPool``).
         text_encoder: ``CLIPTextContextEncoder`` config.
         decode_head: Decode head config; ``num_classes`` defaults to the number of class names.
         class_names: Class names in label order. ``None`` is filled in from the dataset's
-            metainfo by the tools (``denseclip.utils.fill_class_names``).
+            metainfo by the tools (``denseclip.engine.config.fill_class_names``).
         context_length: Tokens of each class name, SOS and EOS included (5); the rest of the
             text encoder's ``context_length`` is learnable context.
         prompting: ``'post'`` (the paper's), ``'pre'``, ``'pre+post'`` or ``'none'``
@@ -63,8 +69,8 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
         auxiliary_head: mmseg auxiliary head(s) on the neck outputs; ``num_classes`` derived.
         tau: Temperature of the pixel-text loss.
         score_concat_index: Backbone level that the score map is concatenated to.
-        text_head: Pass the text embeddings to the decode head as its first input.
-        pretrained: CLIP checkpoint for both towers (``pretrained/RN50.pt``).
+        pretrained: CLIP checkpoint for both towers (``pretrained/RN50.pt``); the backbone
+            must be a CLIP image tower (its class sets ``clip_image_tower``).
         text_pretrained: CLIP checkpoint for the text tower only (defaults to ``pretrained``;
             needed for non-CLIP backbones).
         cache_text: Reuse the image-independent text embeddings at inference.
@@ -75,114 +81,46 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
                  prompting: str = 'post', context_decoder: Optional[dict] = None,
                  pre_prompter: Optional[dict] = None, neck: Optional[dict] = None,
                  identity_head: Optional[dict] = None, auxiliary_head=None, tau: float = 0.07,
-                 score_concat_index: int = 3, text_head: bool = False,
-                 pretrained: Optional[str] = None, text_pretrained: Optional[str] = None,
-                 cache_text: bool = True, train_cfg=None, test_cfg=None,
-                 data_preprocessor=None, init_cfg=None):
-        class_names = self._check_class_names(class_names)
+                 score_concat_index: int = 3, pretrained: Optional[str] = None,
+                 text_pretrained: Optional[str] = None, cache_text: bool = True,
+                 train_cfg=None, test_cfg=None, data_preprocessor=None, init_cfg=None):
+        class_names = derive.check_class_names(class_names)
         num_classes = len(class_names)
         if prompting not in PROMPTING_MODES:
             raise ValueError(f'model.prompting must be one of {PROMPTING_MODES}, '
                              f'got {prompting!r}')
-        backbone = copy.deepcopy(backbone)
-        text_encoder = copy.deepcopy(text_encoder)
         for key, part in (('backbone', backbone), ('text_encoder', text_encoder),
                           ('neck', neck), ('decode_head', decode_head)):
-            self._check_registered(part, key)
+            derive.check_registered(part, key)
         if pretrained:
-            if backbone.get('type') not in CLIP_BACKBONES:
-                raise ValueError(
-                    f'model.pretrained={pretrained!r} points a CLIP checkpoint at both towers, '
-                    f'but backbone {backbone.get("type")!r} is not a CLIP backbone; use '
-                    'model.text_pretrained and the backbone\'s init_cfg instead')
-            backbone['pretrained'] = pretrained
-        text_encoder['pretrained'] = text_pretrained or pretrained
-        decode_head = self._with_num_classes(decode_head, num_classes, 'decode_head')
+            derive.check_clip_image_tower(backbone, pretrained)
+            backbone = dict(backbone, pretrained=pretrained)
+        decode_head = derive.with_num_classes(decode_head, num_classes, 'decode_head')
         # the score map widens one backbone level: that of the neck, or of the head without one
         if neck is None:
-            decode_head = self._with_score_channels(decode_head, num_classes,
-                                                    score_concat_index, 'decode_head')
+            decode_head = derive.with_score_channels(decode_head, num_classes,
+                                                     score_concat_index, 'decode_head')
         else:
-            neck = self._with_score_channels(neck, num_classes, score_concat_index, 'neck')
+            neck = derive.with_score_channels(neck, num_classes, score_concat_index, 'neck')
         super().__init__(
             backbone=backbone, decode_head=decode_head, neck=neck,
-            auxiliary_head=self._auxiliary_with_num_classes(auxiliary_head, num_classes),
+            auxiliary_head=derive.auxiliary_with_num_classes(auxiliary_head, num_classes),
             train_cfg=train_cfg, test_cfg=test_cfg,
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.class_names = tuple(class_names)
         self.score_concat_index = score_concat_index
         self.tau = tau
-        self.text_head = text_head
         self.cache_text = cache_text
         self.prompting = prompting
-        self.text_encoder = MODELS.build(text_encoder)
+        self.text_encoder = self._build_text_encoder(text_encoder, text_pretrained or pretrained)
         self._build_text_branch(context_length, context_decoder, pre_prompter)
         self.identity_head = None
         if identity_head is not None:
             self.identity_head = MODELS.build(
-                self._with_num_classes(identity_head, num_classes, 'identity_head'))
+                derive.with_num_classes(identity_head, num_classes, 'identity_head'))
         self._text_cache: Optional[tuple[tuple, torch.Tensor]] = None
 
     # ----------------------------------------------------------------- construction
-    @staticmethod
-    def _check_registered(cfg: Optional[dict], key: str) -> None:
-        """Raises if ``cfg``'s type is not registered, naming the closest registered types."""
-        kind = (cfg or {}).get('type')
-        if not isinstance(kind, str) or MODELS.get(kind) is not None:
-            return
-        close = difflib.get_close_matches(kind, [*MODELS.module_dict, *MODELS.parent.module_dict])
-        guess = (f'did you mean {" or ".join(map(repr, close))}?' if close else
-                 'no registered type has a similar name.')
-        raise KeyError(f'model.{key}.type={kind!r}: {kind} is not in the mmseg::model registry '
-                       f'(unknown type); {guess} Fix the spelling, or import the module that '
-                       'registers it (custom_imports in the config)')
-
-    @staticmethod
-    def _check_class_names(class_names) -> list[str]:
-        if class_names is None:
-            raise ValueError(
-                'model.class_names is not set: give it in the config, or build the model '
-                'through tools/train.py / tools/test.py (or denseclip.utils.fill_class_names), '
-                'which take it from the dataset metainfo')
-        if isinstance(class_names, str):
-            raise TypeError(f'model.class_names must be a list of names, got the string '
-                            f'{class_names!r}')
-        class_names = list(class_names)
-        if not class_names:
-            raise ValueError('model.class_names is empty: DenseCLIP needs at least one class')
-        return class_names
-
-    @staticmethod
-    def _with_num_classes(head: dict, num_classes: int, key: str) -> dict:
-        head = copy.deepcopy(head)
-        given = head.get('num_classes')
-        head['num_classes'] = num_classes
-        if given is not None and given != num_classes:
-            raise ValueError(f'model.{key}.num_classes={given} disagrees with the '
-                             f'{num_classes} class names; drop it (it is derived) or fix the '
-                             'class names')
-        return head
-
-    @classmethod
-    def _auxiliary_with_num_classes(cls, heads, num_classes: int):
-        if heads is None:
-            return None
-        if isinstance(heads, (list, tuple)):
-            return [cls._with_num_classes(head, num_classes, f'auxiliary_head[{index}]')
-                    for index, head in enumerate(heads)]
-        return cls._with_num_classes(heads, num_classes, 'auxiliary_head')
-
-    @staticmethod
-    def _with_score_channels(module: dict, num_classes: int, index: int, key: str) -> dict:
-        module = copy.deepcopy(module)
-        channels = list(module['in_channels'])
-        if not 0 <= index < len(channels):
-            raise ValueError(f'model.score_concat_index={index} is out of range for the '
-                             f'{len(channels)} levels of model.{key}.in_channels')
-        channels[index] += num_classes  # the score map is concatenated to this level
-        module['in_channels'] = channels
-        return module
-
     def _tokenize_names(self, context_length: int) -> torch.Tensor:
         try:
             return tokenize(self.class_names, context_length)
@@ -198,13 +136,21 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
                 'model.context_length and model.text_encoder.context_length by the same '
                 'amount') from None
 
+    def _build_text_encoder(self, cfg: dict, pretrained: Optional[str]) -> nn.Module:
+        """The text encoder, projecting into the backbone's embedding space."""
+        embed_dim = derive.embed_dim_of(self.backbone)
+        cfg = derive.with_derived(cfg, 'text_encoder', embed_dim=(
+            embed_dim, f'model.backbone.output_dim={embed_dim}'))
+        cfg['pretrained'] = pretrained
+        return MODELS.build(cfg)
+
     def _build_text_branch(self, context_length: int, context_decoder: Optional[dict],
                            pre_prompter: Optional[dict]) -> None:
+        """The class-name tokens, the contexts or the pre-model prompter, and the decoder."""
         encoder = self.text_encoder
-        num_contexts = encoder.context_length - context_length
-        if num_contexts < 0:
-            raise ValueError(f'model.context_length={context_length} exceeds the text '
-                             f'encoder context_length {encoder.context_length}')
+        num_contexts = derive.num_contexts_of(encoder, context_length)
+        context_decoder, pre_prompter = derive.with_text_widths(
+            encoder, context_length, context_decoder, pre_prompter)
         self.register_buffer('texts', self._tokenize_names(context_length),
                              persistent=False)  # [K, N]
         self.context_decoder = self.pre_prompter = None
@@ -280,25 +226,22 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
         return features, text, score_map
 
     # ----------------------------------------------------------------- mmseg hooks
-    def _decoder_inputs(self, features: list, text: torch.Tensor) -> list:
-        features = list(self.neck(features)) if self.with_neck else features
-        return [text, *features] if self.text_head else features
+    def _through_neck(self, features: list) -> list:
+        return list(self.neck(features)) if self.with_neck else features
 
     def extract_feat(self, inputs: torch.Tensor) -> list:
-        features, text, _ = self.forward_features(inputs)
-        return self._decoder_inputs(features, text)
+        return self._through_neck(self.forward_features(inputs)[0])
 
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
-        features, text, score_map = self.forward_features(inputs)
-        x = self._decoder_inputs(features, text)
+        features, _, score_map = self.forward_features(inputs)
+        x = self._through_neck(features)
         losses = dict(self._decode_head_forward_train(x, data_samples))
         if self.identity_head is not None:
             losses.update(add_prefix(
                 self.identity_head.loss(score_map / self.tau, data_samples, self.train_cfg),
                 'identity'))
         if self.with_auxiliary_head:
-            head_inputs = x[1:] if self.text_head else x
-            losses.update(self._auxiliary_head_forward_train(head_inputs, data_samples))
+            losses.update(self._auxiliary_head_forward_train(x, data_samples))
         return losses
 
     def score_maps(self, inputs: torch.Tensor, class_names: Optional[Sequence[str]] = None,

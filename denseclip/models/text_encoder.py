@@ -1,4 +1,4 @@
-"""CLIP text encoders for DenseCLIP: plain, and with learnable context vectors."""
+"""CLIP's text encoder with learnable context vectors, for DenseCLIP."""
 from typing import Optional
 
 import torch
@@ -8,58 +8,15 @@ from denseclip.clip.checkpoint import load_tower
 from denseclip.clip.text import TextTransformer
 
 
-class _FreezableTextTower(TextTransformer):
-    """CLIP's text tower with ``pretrained`` loading and freezing."""
-
-    def __init__(self, context_length: int, vocab_size: int, transformer_width: int,
-                 transformer_heads: int, transformer_layers: int, embed_dim: int,
-                 pretrained: Optional[str], frozen: bool):
-        super().__init__(context_length, vocab_size, transformer_width, transformer_heads,
-                         transformer_layers, embed_dim)
-        self.pretrained = pretrained
-        if frozen:
-            self.freeze()
-
-    def freeze(self) -> None:
-        """Stops gradients *for* the weights; gradients still flow *through* to the inputs."""
-        self.requires_grad_(False)
-
-    def init_weights(self) -> None:
-        if self.pretrained:
-            load_tower(self, self.pretrained, 'text')
-
-    @property
-    def width(self) -> int:
-        return self.token_embedding.embedding_dim
-
-
 @MODELS.register_module()
-class CLIPPlainTextEncoder(_FreezableTextTower):
-    """CLIP's text encoder on fixed token ids (prompts such as "a photo of a [CLS].").
-
-    Registered under its own name: mmseg already has a ``CLIPTextEncoder`` (for SAN).
-    """
-
-    def __init__(self, context_length: int = 77, vocab_size: int = 49408,
-                 transformer_width: int = 512, transformer_heads: int = 8,
-                 transformer_layers: int = 12, embed_dim: int = 1024,
-                 pretrained: Optional[str] = None, frozen: bool = True):
-        super().__init__(context_length, vocab_size, transformer_width, transformer_heads,
-                         transformer_layers, embed_dim, pretrained, frozen)
-
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
-        """Embeds token ids ``[K, L]`` into ``[K, embed_dim]``."""
-        return self.encode_text(text)
-
-
-@MODELS.register_module()
-class CLIPTextContextEncoder(_FreezableTextTower):
+class CLIPTextContextEncoder(TextTransformer):
     """CLIP's text encoder with learnable context vectors inserted after the start token.
 
     Each class becomes ``[SOS][ctx_1 .. ctx_M][name tokens][EOS]``: the class-name token ids have
     length ``context_length - M`` and the end-of-text position shifts by ``M``. The contexts are
     owned by the caller (the segmentor or a pre-model prompter); they may be shared
-    ``[1, M, width]`` or per image ``[B, M, width]``.
+    ``[1, M, width]`` or per image ``[B, M, width]``. Fixed prompts ("a photo of a [CLS].")
+    need no contexts: :meth:`encode_text` embeds token ids as CLIP does.
 
     Args:
         context_length: Total sequence length (13 = 8 contexts + 5 name tokens in DenseCLIP);
@@ -68,7 +25,8 @@ class CLIPTextContextEncoder(_FreezableTextTower):
         transformer_width: Token width (the width of the context vectors).
         transformer_heads: Attention heads.
         transformer_layers: Transformer blocks.
-        embed_dim: Output dimension (1024 for RN50, 512 for RN101 and ViT-B).
+        embed_dim: Output dimension, the image tower's (1024 for RN50, 512 for RN101 and
+            ViT-B); ``DenseCLIP`` fills it in from its backbone.
         pretrained: A CLIP archive or state dict whose text part ``init_weights`` loads.
         frozen: Freeze the weights (DenseCLIP trains only the contexts on the text side).
     """
@@ -78,7 +36,23 @@ class CLIPTextContextEncoder(_FreezableTextTower):
                  transformer_layers: int = 12, embed_dim: int = 1024,
                  pretrained: Optional[str] = None, frozen: bool = True):
         super().__init__(context_length, vocab_size, transformer_width, transformer_heads,
-                         transformer_layers, embed_dim, pretrained, frozen)
+                         transformer_layers, embed_dim)
+        self.pretrained = pretrained
+        if frozen:
+            self.freeze()
+
+    @property
+    def width(self) -> int:
+        """Width of the token embeddings, and so of the context vectors."""
+        return self.token_embedding.embedding_dim
+
+    def freeze(self) -> None:
+        """Stops gradients *for* the weights; gradients still flow *through* to the inputs."""
+        self.requires_grad_(False)
+
+    def init_weights(self) -> None:
+        if self.pretrained:
+            load_tower(self, self.pretrained, 'text')
 
     def forward(self, text: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Embeds every class with every context set.

@@ -18,7 +18,7 @@ from mmseg.structures import SegDataSample
 
 from denseclip.apis import (DenseCLIPInferencer, inference_model, init_model,
                             predict_with_score_maps)
-from denseclip.utils import fill_class_names
+from denseclip.engine.config import fill_class_names
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'

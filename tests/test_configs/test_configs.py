@@ -19,8 +19,8 @@ from mmseg.utils import register_all_modules
 
 import denseclip  # registers the DenseCLIP modules
 from denseclip.datasets import synthetic_metainfo
-from denseclip.models.segmentor import CLIP_BACKBONES
-from denseclip.utils import fill_class_names, revert_sync_bn_cfg
+from denseclip.engine import revert_sync_bn_cfg
+from denseclip.engine.config import fill_class_names
 
 register_all_modules(init_default_scope=True)  # data preprocessors build in mmseg
 
@@ -68,7 +68,18 @@ ABLATIONS = {
     'ablations/denseclip_r50-pre-post-prompt_fpn_8xb4-80k_ade20k-512x512.py': {
         'model.prompting': 'pre+post'},
 }
-#: Table 5: the DenseCLIP Swin configs restate their baseline's Swin and heads.
+#: Table 1: RN101 is RN50 with the deeper tower, its checkpoint and its embedding width, which
+#: the whole text branch takes from the backbone (one line).
+MAIN_RN101 = 'denseclip/denseclip_r101_fpn_8xb4-80k_ade20k-512x512.py'
+RN101_CHANGES = {'model.pretrained': 'pretrained/RN101.pt',
+                 'model.backbone.layers': (3, 4, 23, 3), 'model.backbone.output_dim': 512}
+#: Widths that DenseCLIP derives (from the backbone's output_dim and the text encoder): no
+#: config states them.
+DERIVED_WIDTHS = ('text_encoder.embed_dim', 'context_decoder.visual_dim',
+                  'pre_prompter.visual_dim', 'pre_prompter.num_contexts',
+                  'pre_prompter.text_width')
+#: Table 5: the DenseCLIP Swin configs share their baseline's Swin and heads
+#: (configs/_base_/models/swin_upernet_parts.py).
 SWIN_PAIRS = [(f'denseclip/denseclip_swin-{size}_upernet_8xb4-80k_ade20k-512x512.py',
                f'clip_fpn/upernet_swin-{size}_8xb4-80k_ade20k-512x512.py') for size in 'ts']
 
@@ -96,7 +107,8 @@ def is_denseclip(cfg: Config) -> bool:
 
 
 def clip_backbone(cfg: Config) -> bool:
-    return cfg.model.backbone.type in CLIP_BACKBONES
+    """Whether the backbone is a CLIP image tower (one that takes a CLIP checkpoint)."""
+    return getattr(MODELS.get(cfg.model.backbone.type), 'clip_image_tower', False)
 
 
 def test_configs_found():
@@ -173,10 +185,10 @@ def test_weights_and_normalisation(path: Path):
         assert not model.get('pretrained')
         if is_denseclip(cfg):  # the text tower alone comes from CLIP
             assert model.text_pretrained == f'pretrained/{CLIP_CHECKPOINTS["vit"]}'
-    if is_denseclip(cfg):  # every tower that meets the text embeddings has their width
-        embed_dim = model.text_encoder.embed_dim
-        assert model.context_decoder.visual_dim == embed_dim
-        assert model.pre_prompter.visual_dim == embed_dim
+    if is_denseclip(cfg):  # each width once: DenseCLIP derives the text branch's
+        stated = flatten(model.to_dict())
+        assert not [key for key in DERIVED_WIDTHS if stated.get(key) is not None]
+        assert model.backbone.output_dim
 
 
 def backbone_levels(model: torch.nn.Module, num_classes: int) -> list[torch.Tensor]:
@@ -232,6 +244,14 @@ def test_build(path: Path):
     if is_denseclip(cfg):
         assert model.class_names == tuple(classes)
         assert model.identity_head.num_classes == num_classes
+        # every tower that meets the text embeddings has their width, the backbone's
+        embed_dim = model.backbone.embed_dim
+        assert embed_dim == cfg.model.backbone.output_dim
+        assert model.text_encoder.text_projection.shape[1] == embed_dim
+        if model.context_decoder is not None:
+            assert model.context_decoder.visual_dim == embed_dim == model.gamma.shape[0]
+        if model.pre_prompter is not None:
+            assert model.pre_prompter.decoder.visual_dim == embed_dim
         # the configs state the backbone's channels; the segmentor added K at one level
         given = cfg.model.neck if cfg.model.get('neck') else cfg.model.decode_head
         built = model.neck if model.with_neck else model.decode_head
@@ -256,6 +276,14 @@ def test_ablation_changes_only_prompting(ablation: str):
     assert set(child) == set(parent)
     changed = {key: child[key] for key in child if child[key] != parent[key]}
     assert changed == ABLATIONS[ablation]
+
+
+def test_rn101_changes_only_the_tower():
+    parent = flatten(load(MAIN_RN50).to_dict())
+    child = flatten(load(MAIN_RN101).to_dict())
+    assert set(child) == set(parent)
+    changed = {key: child[key] for key in child if child[key] != parent[key]}
+    assert changed == RN101_CHANGES
 
 
 @pytest.mark.parametrize('denseclip_config, baseline', SWIN_PAIRS)

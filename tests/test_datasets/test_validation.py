@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from denseclip.datasets import (CheckedDataset, DataError, check_class_names,
                                 generate_synthetic_ade20k, synthetic_metainfo, wrap_datasets)
-from denseclip.utils import fill_class_names
+from denseclip.engine.config import fill_class_names
 
 register_all_modules(init_default_scope=True)
 

@@ -25,9 +25,9 @@ torch.set_num_threads(1)
 
 #: Four class names of at most 5 tokens each (SOS + names + EOS).
 CLASS_NAMES = ('wall', 'building', 'sky', 'floor')
-#: Text tower: width 32, 2 heads, 1 layer; 9 positions = 4 contexts + 5 name tokens.
-TEXT = dict(context_length=9, transformer_width=32, transformer_heads=2, transformer_layers=1,
-            embed_dim=32)
+#: Text tower: width 32, 2 heads, 1 layer; 9 positions = 4 contexts + 5 name tokens. Its
+#: embed_dim is the backbone's output_dim (32), filled in by DenseCLIP.
+TEXT = dict(context_length=9, transformer_width=32, transformer_heads=2, transformer_layers=1)
 #: Batch of two non-square images: 64 x 96 gives a 2 x 3 grid at stride 32.
 IMAGE_SIZE = (64, 96)
 
@@ -87,7 +87,12 @@ def randomize() -> Callable[..., torch.nn.Module]:
 
 
 def _denseclip_cfg(prompting: str = 'post', **changes) -> ConfigDict:
-    """A tiny DenseCLIP (ResNet width 8, text width 32, FPN width 16) as an mmengine config."""
+    """A tiny DenseCLIP (ResNet width 8, text width 32, FPN width 16) as an mmengine config.
+
+    Each width is stated once, as in the configs: the embedding width 32 is the backbone's
+    ``output_dim``; the text encoder, context decoder and pre-model prompter get it (and the
+    number and width of the contexts) from DenseCLIP.
+    """
     cfg = dict(
         type='DenseCLIP',
         class_names=list(CLASS_NAMES),
@@ -105,12 +110,10 @@ def _denseclip_cfg(prompting: str = 'post', **changes) -> ConfigDict:
         test_cfg=dict(mode='whole'))
     if 'post' in prompting:
         cfg['context_decoder'] = dict(type='ContextDecoder', transformer_width=16,
-                                      transformer_heads=2, transformer_layers=1,
-                                      visual_dim=32, dropout=0.0)
+                                      transformer_heads=2, transformer_layers=1, dropout=0.0)
     if 'pre' in prompting:
-        cfg['pre_prompter'] = dict(type='PreModelPrompter', num_contexts=4, visual_dim=32,
-                                   text_width=32, transformer_width=16, transformer_heads=2,
-                                   transformer_layers=1, dropout=0.0)
+        cfg['pre_prompter'] = dict(type='PreModelPrompter', transformer_width=16,
+                                   transformer_heads=2, transformer_layers=1, dropout=0.0)
     cfg.update(copy.deepcopy(changes))
     return ConfigDict(cfg)
 

@@ -40,16 +40,17 @@ def _fpn_head() -> dict:
                 loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0))
 
 
-def _denseclip(backbone: dict, embed_dim: int, neck_channels: list[int],
+def _denseclip(backbone: dict, neck_channels: list[int],
                score_concat_index: int) -> torch.nn.Module:
+    """Text-side widths derived from the backbone's output_dim, as in the configs."""
     return MODELS.build(ConfigDict(
         type='DenseCLIP',
         class_names=ADE20K_CLASSES,
         backbone=backbone,
-        text_encoder=dict(type='CLIPTextContextEncoder', context_length=13, embed_dim=embed_dim,
+        text_encoder=dict(type='CLIPTextContextEncoder', context_length=13,
                           transformer_width=512, transformer_heads=8, transformer_layers=12),
         context_decoder=dict(type='ContextDecoder', transformer_width=256, transformer_heads=4,
-                             transformer_layers=3, visual_dim=embed_dim, dropout=0.1),
+                             transformer_layers=3, dropout=0.1),
         neck=dict(type='FPN', in_channels=neck_channels, out_channels=256, num_outs=4),
         decode_head=_fpn_head(),
         identity_head=dict(type='IdentityHead',
@@ -74,7 +75,7 @@ def test_denseclip_rn50_matches_released_checkpoint(reference_keys):
     model = _denseclip(
         backbone=dict(type='CLIPResNetWithAttention', layers=(3, 4, 6, 3), output_dim=1024,
                       input_resolution=512),
-        embed_dim=1024, neck_channels=[256, 512, 1024, 2048], score_concat_index=3)
+        neck_channels=[256, 512, 1024, 2048], score_concat_index=3)
     assert model.neck.lateral_convs[3].conv.in_channels == 2048 + 150
     _assert_same_keys(model, 'denseclip_fpn_res50_512x512_80k', reference_keys('denseclip_fpn_res50_512x512_80k'))
     # the paper's Table 1 counts 50.3M parameters without the frozen text encoder; the tensors
@@ -87,7 +88,7 @@ def test_denseclip_vit_b16_matches_released_checkpoint(reference_keys):
         backbone=dict(type='CLIPVisionTransformer', patch_size=16, width=768, layers=12,
                       heads=12, output_dim=512, input_resolution=640, get_embeddings=True,
                       drop_path_rate=0.1, out_indices=(3, 5, 7, 11)),
-        embed_dim=512, neck_channels=[768] * 4, score_concat_index=2)
+        neck_channels=[768] * 4, score_concat_index=2)
     assert model.neck.lateral_convs[2].conv.in_channels == 768 + 150
     _assert_same_keys(model, 'denseclip_fpn_vit-b_640x640_80k', reference_keys('denseclip_fpn_vit-b_640x640_80k'))
 

@@ -460,8 +460,9 @@ def test_backbone_with_attention_pool(resnet, randomize):
     wrapper = MODELS.build(dict(
         type='BackboneWithAttentionPool',
         backbone=dict(type=resnet, depth=18, stem_channels=16, base_channels=8),
-        in_channels=64, embed_dim=32, num_heads=2, spacial_dim=2))
+        in_channels=64, output_dim=32, num_heads=2, spacial_dim=2))
     assert isinstance(wrapper, BackboneWithAttentionPool)
+    assert wrapper.embed_dim == 32  # read by DenseCLIP
     assert wrapper.attnpool.positional_embedding.shape == (5, 64)
     randomize(wrapper).eval()
     x = _image()
@@ -482,6 +483,27 @@ def test_backbone_with_attention_pool(resnet, randomize):
 def test_backbone_with_attention_pool_checks_channels():
     wrapper = BackboneWithAttentionPool(
         backbone=dict(type='ResNet', depth=18, stem_channels=16, base_channels=8),
-        in_channels=128, embed_dim=32, num_heads=2, spacial_dim=2)
+        in_channels=128, output_dim=32, num_heads=2, spacial_dim=2)
     with pytest.raises(ValueError, match='128'):
         wrapper(_image())
+
+
+# ------------------------------------------------------------------ what DenseCLIP reads
+def test_embed_dim_is_the_width_of_the_returned_embeddings():
+    """``embed_dim``: the width of the ``(global, dense)`` pair, None where none is returned."""
+    x = _image()
+    with torch.no_grad():
+        for model in (_tiny_resnet(), _tiny_vit()):
+            global_embedding, dense = model(x)[-1]
+            assert model.embed_dim == global_embedding.shape[1] == dense.shape[1] == 32
+        vit = _tiny_vit(get_embeddings=False)
+        assert vit.embed_dim is None and len(vit(x)) == 4
+    assert not hasattr(MODELS.build(dict(type='CLIPResNet', layers=(1, 1, 1, 1), width=8)),
+                       'embed_dim')
+
+
+def test_clip_image_towers_say_so():
+    """``clip_image_tower``: the backbone takes a CLIP checkpoint (DenseCLIP's pretrained)."""
+    assert CLIPResNet.clip_image_tower and CLIPResNetWithAttention.clip_image_tower
+    assert CLIPVisionTransformer.clip_image_tower
+    assert not hasattr(BackboneWithAttentionPool, 'clip_image_tower')

@@ -24,8 +24,8 @@ from mmseg.models.segmentors import EncoderDecoder
 
 from denseclip.models.context_decoder import Attention
 from denseclip.models.slide import batched_slide_inference, slide_windows
-from denseclip.utils import (BFloat16OptimWrapper, ChannelsLastHook, CompileSubmodulesHook,
-                             enable_amp)
+from denseclip.engine import (BFloat16OptimWrapper, ChannelsLastHook, CompileSubmodulesHook,
+                              enable_amp)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE = ROOT / 'configs/_base_/schedules/schedule_80k_adamw.py'

@@ -2,8 +2,8 @@
 
 Covers the losses and their gradients, the score map and the auxiliary pixel-text loss against
 hand computations, whole/slide inference, the inference-time text cache, state-dict round
-trips, every prompting variant, any-backbone DenseCLIP, ``text_head`` (with a recording stub
-head) and the configuration errors.
+trips, every prompting variant, any-backbone DenseCLIP, the widths derived from the backbone and
+the text encoder, and the configuration errors.
 """
 import copy
 
@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
-from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from denseclip.clip import tokenize
@@ -21,21 +20,6 @@ NAMES = ('wall', 'building', 'sky', 'floor')  # as in conftest.CLASS_NAMES
 K = len(NAMES)
 SLIDE = dict(mode='slide', crop_size=(64, 64), stride=(32, 32))
 LOSS_KEYS = {'decode.loss_ce', 'decode.acc_seg', 'identity.loss_ce', 'identity.acc_seg'}
-
-
-@MODELS.register_module(force=True)
-class RecordingTextHead(BaseDecodeHead):
-    """A stub decode head for ``text_head=True``: records its inputs; its logits are a 1x1 conv
-    of the first map plus, per class, the mean of that class's text embedding."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.calls = []
-
-    def forward(self, inputs):
-        self.calls.append(list(inputs))
-        text, maps = inputs[0], inputs[1:]
-        return self.cls_seg(maps[0]) + text.mean(dim=-1)[:, :, None, None]  # [B, K, h, w]
 
 
 def _logits(model, inputs, samples=None) -> torch.Tensor:
@@ -337,7 +321,7 @@ def test_pre_model_prompting_runs_the_text_encoder_per_image(build_denseclip, ba
 def test_any_backbone(build_denseclip, batch):
     backbone = dict(type='BackboneWithAttentionPool',
                     backbone=dict(type='ResNet', depth=18, stem_channels=16, base_channels=8),
-                    in_channels=64, embed_dim=32, num_heads=2, spacial_dim=2)
+                    in_channels=64, output_dim=32, num_heads=2, spacial_dim=2)
     neck = dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16, num_outs=4)
     model = build_denseclip(backbone=backbone, neck=neck).train()
     assert model.neck.lateral_convs[3].conv.in_channels == 64 + K
@@ -367,43 +351,6 @@ def test_vit_denseclip(build_denseclip, batch):
     assert score_map.shape == (2, K, 4, 6)  # 1/16
     assert features[2].shape == (2, 64 + K, 4, 6)
     assert _logits(model, inputs, samples).shape == (2, K, 64, 96)
-
-
-def test_text_head_gets_the_text_embeddings_first(build_denseclip, batch):
-    head = dict(type='RecordingTextHead', in_channels=16, channels=16, dropout_ratio=0.0,
-                align_corners=False)
-    model = build_denseclip(decode_head=head, text_head=True).train()
-    assert model.decode_head.num_classes == K
-    inputs, samples = batch
-    losses = model.loss(inputs, samples)
-    assert set(losses) == LOSS_KEYS
-    recorded = model.decode_head.calls[-1]
-    assert len(recorded) == 5
-    assert recorded[0].shape == (2, K, 32)
-    assert [feature.shape[1] for feature in recorded[1:]] == [16] * 4
-    _total(losses).backward()
-    assert model.contexts.grad.abs().sum() > 0
-
-    model.eval()
-    _logits(model, inputs, samples)
-    recorded = model.decode_head.calls[-1]
-    with torch.no_grad():
-        features, text, _ = model.forward_features(inputs)
-        neck_outputs = model.neck(features)
-    torch.testing.assert_close(recorded[0], text)
-    for actual, expected in zip(recorded[1:], neck_outputs):
-        torch.testing.assert_close(actual, expected)
-
-
-def test_text_head_keeps_text_from_the_auxiliary_head(build_denseclip, batch):
-    head = dict(type='RecordingTextHead', in_channels=16, channels=16, dropout_ratio=0.0,
-                align_corners=False)
-    aux = dict(type='FCNHead', in_channels=16, channels=8, in_index=0, num_convs=1,
-               concat_input=False, num_classes=K, norm_cfg=dict(type='BN'))
-    model = build_denseclip(decode_head=head, auxiliary_head=aux, text_head=True).train()
-    inputs, samples = batch
-    losses = model.loss(inputs, samples)  # in_index 0 would be the text [B, K, D] otherwise
-    assert {'aux.loss_ce', 'aux.acc_seg'} <= set(losses)
 
 
 # ------------------------------------------------------------------ derived values
@@ -472,7 +419,7 @@ def test_init_weights_loads_both_clip_towers(denseclip_cfg, make_clip, save_clip
     (dict(pretrained='pretrained/RN50.pt',
           backbone=dict(type='BackboneWithAttentionPool',
                         backbone=dict(type='ResNet', depth=18), in_channels=512,
-                        embed_dim=32)), ValueError, 'not a CLIP backbone'),
+                        output_dim=32)), ValueError, 'not a CLIP backbone'),
 ])
 def test_configuration_errors(denseclip_cfg, changes, error, match):
     with pytest.raises(error, match=match):

@@ -1,5 +1,5 @@
-"""Tests of the text encoders: CLIPTextContextEncoder (learnable contexts) and
-CLIPPlainTextEncoder.
+"""Tests of the text encoder, CLIPTextContextEncoder: with learnable contexts (``forward``) and
+without (``encode_text``, CLIP's fixed prompts).
 
 References: the parent ``TextTransformer.encode_embeddings`` on sequences built by hand, and a
 tiny CLIP with 77 positions sharing the weights (causal attention: the positions after the
@@ -11,7 +11,7 @@ from mmseg.registry import MODELS
 
 from denseclip.clip import tokenize
 from denseclip.clip.text import TextTransformer
-from denseclip.models import CLIPPlainTextEncoder, CLIPTextContextEncoder
+from denseclip.models import CLIPTextContextEncoder
 
 NAMES = ['wall', 'building', 'sky', 'floor', 'traffic light']
 TEXT = dict(transformer_width=32, transformer_heads=2, transformer_layers=1, embed_dim=32)
@@ -125,16 +125,17 @@ def test_length_mismatch_raises(randomize, name_length, num_contexts):
         encoder(tokenize(NAMES, name_length), torch.randn(1, num_contexts, 32))
 
 
-def test_plain_encoder_equals_clip_encode_text(make_clip, save_clip):
+def test_fixed_prompts_equal_clip_encode_text(make_clip, save_clip):
+    """With CLIP's 77 positions and no contexts, ``encode_text`` is CLIP's text encoder."""
     clip = make_clip('resnet')
-    encoder = MODELS.build(dict(type='CLIPPlainTextEncoder', context_length=77,
+    encoder = MODELS.build(dict(type='CLIPTextContextEncoder', context_length=77,
                                 pretrained=save_clip(clip), **TEXT))
-    assert isinstance(encoder, CLIPPlainTextEncoder)
+    assert isinstance(encoder, CLIPTextContextEncoder)
     assert all(not p.requires_grad for p in encoder.parameters())
     encoder.init_weights()
     text = tokenize(['a photo of a ' + name for name in NAMES])
     with torch.no_grad():
-        out = encoder(text)
+        out = encoder.encode_text(text)
         assert out.shape == (len(NAMES), 32)
         torch.testing.assert_close(out, clip.encode_text(text), atol=ATOL, rtol=1e-4)
 
@@ -163,6 +164,6 @@ def test_init_weights_truncates_positions_to_the_context_length(make_clip, save_
 
 def test_init_weights_keeps_77_positions(make_clip, save_clip):
     clip = make_clip('resnet')
-    encoder = CLIPPlainTextEncoder(context_length=77, pretrained=save_clip(clip), **TEXT)
+    encoder = CLIPTextContextEncoder(context_length=77, pretrained=save_clip(clip), **TEXT)
     encoder.init_weights()
     assert torch.equal(encoder.positional_embedding, clip.positional_embedding)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
-#: Imported by ``denseclip.apis``'s inference helpers only, on first use.
-HEAVY = ('mmseg.apis', 'matplotlib', 'denseclip.apis.inference', 'denseclip.apis.inferencer',
-         'denseclip.apis.predict', 'denseclip.apis.visualisation')
+#: Imported by ``denseclip.apis``'s inference helpers only, on first use, and by the tools.
+HEAVY = ('mmseg.apis', 'matplotlib', 'denseclip.apis', 'denseclip.apis.inference',
+         'denseclip.apis.inferencer', 'denseclip.apis.score_maps', 'denseclip.apis.visualization',
+         'denseclip.analysis', 'denseclip.engine.config')
 
 
 def python(code: str) -> subprocess.CompletedProcess:
@@ -43,7 +44,7 @@ def test_import_prints_nothing():
 def test_import_keeps_other_printed_lines():
     """Only the known lines are dropped: what else is printed during the import comes out."""
     result = python(
-        'from denseclip.utils.console import quiet_imports\n'
+        'from denseclip.engine.console import quiet_imports\n'
         'with quiet_imports():\n'
         '    print("Could not import OneDL")\n'
         '    print("a line of our own")\n'
@@ -56,7 +57,7 @@ def test_registries_hold_what_configs_name_without_the_inference_helpers():
     code = (
         'import sys, json, denseclip\n'
         'from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPERS, VISUALIZERS\n'
-        'from denseclip.apis.visualizer import SegVisualizer\n'
+        'from denseclip.engine.visualizer import SegVisualizer\n'
         'found = dict(\n'
         '    visualizer=VISUALIZERS.get("SegVisualizer") is SegVisualizer,\n'
         '    models=[name for name in ("DenseCLIP", "CLIPResNet", "CLIPVisionTransformer",\n'
@@ -89,7 +90,7 @@ def test_config_with_custom_imports_builds_the_model_and_the_visualiser():
         'print(type(visualizer).__module__, type(visualizer).__name__)\n')
     lines = python(code).stdout.splitlines()
     assert lines[-2:] == ['denseclip.models.segmentor DenseCLIP',
-                          'denseclip.apis.visualizer SegVisualizer']
+                          'denseclip.engine.visualizer SegVisualizer']
 
 
 def test_apis_names_resolve_on_first_use():
@@ -111,15 +112,15 @@ def test_apis_names_resolve_on_first_use():
     found = json.loads(python(code).stdout.splitlines()[-1])
     assert found['before'] is False
     assert found['names'] == {
-        'SegVisualizer': 'denseclip.apis.visualizer',
+        'SegVisualizer': 'denseclip.engine.visualizer',
         'DenseCLIPInferencer': 'denseclip.apis.inferencer',
-        'ScoreMapResult': 'denseclip.apis.predict',
-        'demo_picture': 'denseclip.apis.visualisation',
-        'inference_model': 'denseclip.apis.predict',
+        'ScoreMapResult': 'denseclip.apis.score_maps',
+        'demo_picture': 'denseclip.apis.visualization',
+        'inference_model': 'denseclip.apis.inference',
         'init_model': 'denseclip.apis.inference',
-        'predict_with_score_maps': 'denseclip.apis.predict',
-        'render_picture': 'denseclip.apis.visualisation',
-        'save_picture': 'denseclip.apis.visualisation',
+        'predict_with_score_maps': 'denseclip.apis.score_maps',
+        'render_picture': 'denseclip.apis.visualization',
+        'save_picture': 'denseclip.apis.visualization',
     }
     assert found['same'] is True
     assert found['listed'] == []

@@ -139,7 +139,7 @@ def test_a_plain_runner_built_from_the_config_refuses_it_too(five_class_config, 
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from denseclip.utils import fill_class_names
+    from denseclip.engine.config import fill_class_names
     cfg = fill_class_names(Config.fromfile(str(five_class_config)))
     cfg.work_dir, cfg.load_from = str(tmp_path), str(eight_classes)
     runner = Runner.from_cfg(cfg)

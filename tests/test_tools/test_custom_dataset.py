@@ -25,7 +25,7 @@ from mmseg.datasets import CityscapesDataset
 from mmseg.utils import register_all_modules
 
 from denseclip.datasets import scan_loaders
-from denseclip.utils import fill_class_names
+from denseclip.engine.config import fill_class_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / 'docs/custom_dataset.md'
@@ -37,16 +37,13 @@ TRAIN_ITERS = 2
 TINY_C5 = 16 * 32  # the tiny backbone's last level: width x 32
 TINY = """# {name} with the quickstart's tiny random model (configs/quickstart/): a CPU test
 _base_ = ['./{name}']
-embed_dim = 64
 model = dict(
     pretrained=None,
-    backbone=dict(layers=(1, 1, 1, 1), width=16, output_dim=embed_dim),
-    text_encoder=dict(context_length=9, embed_dim=embed_dim, transformer_width=64,
-                      transformer_heads=2, transformer_layers=2),
-    context_decoder=dict(transformer_width=32, transformer_heads=2, transformer_layers=1,
-                         visual_dim=embed_dim),
-    pre_prompter=dict(num_contexts=4, visual_dim=embed_dim, text_width=64,
-                      transformer_width=32, transformer_heads=2, transformer_layers=1),
+    backbone=dict(layers=(1, 1, 1, 1), width=16, output_dim=64),  # the other widths follow
+    text_encoder=dict(context_length=9, transformer_width=64, transformer_heads=2,
+                      transformer_layers=2),
+    context_decoder=dict(transformer_width=32, transformer_heads=2, transformer_layers=1),
+    pre_prompter=dict(transformer_width=32, transformer_heads=2, transformer_layers=1),
     neck=dict(in_channels=[64, 128, 256, {c5}], out_channels=32),
     decode_head=dict(in_channels=[32] * 4, channels=32, norm_cfg=dict(type='BN')))
 loader = dict(num_workers=0, persistent_workers=False)

@@ -14,8 +14,7 @@ import torch
 from mmengine.config import Config
 
 from denseclip.apis import demo_picture, inference_model, init_model
-from denseclip.apis.visualisation import (PAD, TITLE_HEIGHT, draw_prediction, legend_entries,
-                                          render_picture, select_maps, HeatMaps)
+from denseclip.apis.visualization import PAD, TITLE_HEIGHT, draw_prediction
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
@@ -134,30 +133,3 @@ def test_softmax_maps_are_probabilities(model, image_path):
                                 softmax=True)
     probabilities = torch.softmax(result.score_maps / model.tau, dim=0)
     torch.testing.assert_close(probabilities.sum(0), torch.ones(HEIGHT, WIDTH))
-
-
-def test_select_maps():
-    names = ('wall', 'bed ', 'sky')
-    assert select_maps(names, None, [2, 0]) == []
-    assert select_maps(names, [], [2, 0]) == [2, 0]
-    assert select_maps(names, ['bed', 'wall'], [2]) == [1, 0]
-    with pytest.raises(ValueError, match='grass'):
-        select_maps(names, ['grass'], [])
-
-
-def test_legend_lists_predicted_classes_by_area():
-    prediction = torch.tensor([[0, 2, 2, 2], [2, 0, 255, 1]])
-    palette = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
-    entries = legend_entries(prediction, ['wall', 'bed ', 'sky'], palette)
-    assert [label for label, _ in entries] == ['sky 50%', 'wall 25%', 'bed 12%']
-    assert entries[0][1] == (0, 0, 1)
-
-
-def test_panels_wrap_into_rows():
-    image = np.zeros((50, 400, 3), np.uint8)
-    heat = HeatMaps(np.random.default_rng(0).random((4, 50, 400)), ['a', 'b', 'c', 'd'])
-    picture, boxes = render_picture(image, image, [('a 100%', (1, 0, 0))], heat)
-    assert len(boxes) == 6
-    assert all((box.width, box.height) == (400, 50) for box in boxes)
-    assert len({box.top for box in boxes}) == 2  # 3 + 3 panels of 420 px in 1600 px rows
-    assert picture.shape[1] == 3 * 420

@@ -25,7 +25,7 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 
 from denseclip.datasets import generate_synthetic_ade20k
-from denseclip.utils import adapt_cfg_to_cpu
+from denseclip.engine import adapt_cfg_to_cpu
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'

@@ -1,9 +1,9 @@
-"""tools/plot_logs.py on a real log, and the TensorBoard switch of the default runtime.
+"""tools/plot_logs.py on a real log (the reading of logs in general:
+tests/test_analysis/test_training_curves.py).
 
 The log comes from tools/train.py running the quickstart config for 4 iterations (validation
 every 2) on 6 tiny synthetic images written by the test.
 """
-import json
 import os
 import runpy
 import subprocess
@@ -12,11 +12,9 @@ from pathlib import Path
 
 import cv2
 import pytest
-from mmengine.config import Config
-from mmseg.registry import VISUALIZERS
 
+from denseclip.analysis.training_curves import find_json_logs, read_curves
 from denseclip.datasets import generate_synthetic_ade20k
-from denseclip.utils.training_curves import find_json_logs, plot_curves, read_curves
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
@@ -65,34 +63,3 @@ def test_tool_draws_curves(work_dir, tmp_path, capsys):
     picture = cv2.imread(str(out))
     assert picture.shape == (400, 1100, 3)
     assert (picture < 128).mean() > 0.01  # lines and text, not a blank page
-
-
-def test_resumed_runs_continue_the_curves(tmp_path):
-    for run, steps in (('20240101_000000', (1, 2, 3)), ('20240102_000000', (3, 4))):
-        (tmp_path / run / 'vis_data').mkdir(parents=True)
-        lines = [json.dumps(dict(lr=0.1, loss=float(step) + (run == '20240102_000000'), step=step))
-                 for step in steps]
-        lines.append(json.dumps(dict(mIoU=10.0 * len(steps), step=steps[-1])))
-        (tmp_path / run / 'vis_data' / f'{run}.json').write_text('\n'.join(lines) + '\n')
-    (tmp_path / 'test_ss' / '20240103_000000' / 'vis_data').mkdir(parents=True)  # not a run
-    curves = read_curves(find_json_logs(tmp_path))
-    assert curves.losses['loss'] == ([1, 2, 3, 4], [1.0, 2.0, 4.0, 5.0])  # later run wins
-    assert curves.metrics['mIoU'] == ([3, 4], [30.0, 20.0])
-    plot_curves(curves, tmp_path / 'curves.png')
-    assert (tmp_path / 'curves.png').is_file()
-
-
-def test_missing_logs_say_where_they_are_looked_for(tmp_path):
-    with pytest.raises(FileNotFoundError, match='vis_data'):
-        find_json_logs(tmp_path)
-
-
-@pytest.mark.parametrize('tensorboard', [False, True])
-def test_tensorboard_is_one_cfg_option_away(tensorboard, tmp_path):
-    cfg = Config.fromfile(CONFIG)
-    if tensorboard:
-        cfg.merge_from_dict({'visualizer.tensorboard': True})  # --cfg-options form
-    visualizer_cfg = dict(cfg.visualizer, name=f'tb_{tensorboard}', save_dir=str(tmp_path))
-    visualizer = VISUALIZERS.build(visualizer_cfg)
-    assert visualizer.get_backend('LocalVisBackend') is not None  # the JSON logs stay
-    assert (visualizer.get_backend('TensorboardVisBackend') is not None) == tensorboard

@@ -1,8 +1,9 @@
 """End-to-end checks of tools/train.py, tools/test.py and tools/dist_train.sh on CPU.
 
 A tiny FCN (tests/data/configs) trains for a few iterations on a handful of 32x40 images in
-ADE20K's layout that the tests write themselves; the CPU fallbacks of denseclip.utils
-(SyncBN -> BN, gloo, DDP without device ids, bfloat16 AMP) are unit-tested in-process.
+ADE20K's layout that the tests write themselves; the CPU fallbacks they go through (SyncBN ->
+BN, gloo, DDP without device ids, bfloat16 AMP) are unit-tested in tests/test_engine
+(test_dist.py, test_optim_wrappers.py).
 """
 import os
 import re
@@ -15,12 +16,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.distributed as torch_dist
-import torch.nn as nn
-from mmengine.config import Config
-
-from denseclip.utils import (BFloat16OptimWrapper, adapt_cfg_to_cpu, enable_amp,
-                             revert_sync_bn_cfg)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'tests/data/configs/fcn_r18-w8_1xb2-4_ade20k-32x32.py'
@@ -129,81 +124,3 @@ def test_dist_train_two_cpu_processes_with_amp(data_root, tmp_path):
     assert 'BFloat16OptimWrapper' in output
     assert re.search(r'Iter\(val\) \[1/1\].*mIoU', output)  # 2 images on 2 ranks
     assert (tmp_path / 'iter_2.pth').is_file()
-
-
-def test_revert_sync_bn_cfg():
-    norm_cfg = dict(type='SyncBN', requires_grad=True)
-    cfg = Config(
-        dict(
-            norm_cfg=norm_cfg,
-            model=dict(
-                backbone=dict(norm_cfg=norm_cfg, stages=[dict(norm=dict(type='MMSyncBN'))]),
-                neck=dict(norm_cfg=dict(type='GN', num_groups=1)),
-                heads=(dict(norm_cfg=norm_cfg), ))))
-    changed = revert_sync_bn_cfg(cfg)
-    assert changed == [
-        'norm_cfg', 'model.backbone.norm_cfg', 'model.backbone.stages.0.norm',
-        'model.heads.0.norm_cfg'
-    ]
-    assert cfg.model.backbone.norm_cfg == dict(type='BN', requires_grad=True)
-    assert cfg.model.backbone.stages[0].norm.type == 'BN'
-    assert cfg.model.neck.norm_cfg.type == 'GN'
-    assert cfg.model.heads[0].norm_cfg.type == 'BN'
-    assert revert_sync_bn_cfg(cfg) == []
-
-
-@cpu_only
-def test_adapt_cfg_to_cpu_single_process():
-    cfg = Config(
-        dict(
-            launcher='none',
-            model=dict(norm_cfg=dict(type='SyncBN')),
-            sync_bn='torch',
-            optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic', optimizer={})))
-    adapt_cfg_to_cpu(cfg)
-    assert cfg.model.norm_cfg.type == 'BN'
-    assert 'sync_bn' not in cfg
-    assert cfg.optim_wrapper == dict(type='BFloat16OptimWrapper', optimizer={})
-    assert 'model_wrapper_cfg' not in cfg
-
-
-@cpu_only
-def test_adapt_cfg_to_cpu_distributed(monkeypatch):
-    """A one-process 'pytorch' run: gloo is initialised here and DDP gets no device ids."""
-    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
-                           MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port())).items():
-        monkeypatch.setenv(key, value)
-    cfg = Config(
-        dict(launcher='pytorch', model=dict(), env_cfg=dict(dist_cfg=dict(backend='nccl')),
-             find_unused_parameters=True))
-    try:
-        adapt_cfg_to_cpu(cfg)
-        assert torch_dist.is_initialized() and torch_dist.get_backend() == 'gloo'
-    finally:
-        if torch_dist.is_initialized():
-            torch_dist.destroy_process_group()
-    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
-    assert cfg.model_wrapper_cfg == dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=True, device_ids=None)
-
-
-@cpu_only
-def test_enable_amp_uses_bfloat16_on_cpu():
-    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer={})))
-    enable_amp(cfg)
-    assert cfg.optim_wrapper.type == 'BFloat16OptimWrapper'
-    with pytest.raises(ValueError, match='OptimWrapper'):
-        enable_amp(Config(dict(optim_wrapper=dict(type='MyWrapper', optimizer={}))))
-
-
-def test_bfloat16_optim_wrapper_autocasts_and_steps():
-    model = nn.Linear(4, 2)
-    wrapper = BFloat16OptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
-    before = model.weight.detach().clone()
-    with wrapper.optim_context(model):
-        out = model(torch.ones(3, 4))
-    assert out.dtype == torch.bfloat16
-    wrapper.update_params(out.float().sum())
-    assert model.weight.dtype == torch.float32
-    assert not torch.equal(model.weight, before)

@@ -1,7 +1,7 @@
 # DenseCLIP on an ImageNet ResNet-50 (the paper's Table 5): a randomly initialised attention
-# pool maps C5 into the 512-d text space of CLIP ViT-B/16's text encoder.
+# pool maps C5 into the 512-d text space of CLIP ViT-B/16's text encoder (the text branch
+# takes that width from the pool's output_dim).
 _base_ = ['./denseclip_r50.py']
-embed_dim = 512  # ViT-B/16's text embedding dimension
 model = dict(
     pretrained=None,
     text_pretrained='pretrained/ViT-B-16.pt',
@@ -10,7 +10,7 @@ model = dict(
         _delete_=True,
         type='BackboneWithAttentionPool',
         in_channels=2048,
-        embed_dim=embed_dim,
+        output_dim=512,  # ViT-B/16's text embedding width
         num_heads=32,
         spacial_dim=16,  # 512 / 32
         backbone=dict(
@@ -20,7 +20,4 @@ model = dict(
             norm_cfg={{_base_.norm_cfg}},
             style='pytorch',
             contract_dilation=True,
-            init_cfg=dict(type='Pretrained', checkpoint='pretrained/resnet50_v1c.pth'))),
-    text_encoder=dict(embed_dim=embed_dim),
-    context_decoder=dict(visual_dim=embed_dim),
-    pre_prompter=dict(visual_dim=embed_dim))
+            init_cfg=dict(type='Pretrained', checkpoint='pretrained/resnet50_v1c.pth'))))

@@ -1,10 +1,11 @@
 # ImageNet ResNet-50 (mmseg's ResNetV1c) + Semantic FPN: the paper's ImageNet baseline.
 _base_ = ['./fpn_clip_r50.py']
+data_preprocessor = dict(
+    # ImageNet normalisation for the ImageNet-pretrained backbone
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375])
 model = dict(
-    data_preprocessor=dict(
-        # ImageNet normalisation for the ImageNet-pretrained backbone
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375]),
+    data_preprocessor=data_preprocessor,
     backbone=dict(
         _delete_=True,
         type='ResNetV1c',

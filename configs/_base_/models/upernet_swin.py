@@ -1,65 +1,11 @@
-# ImageNet-1k Swin-T + UPerNet with an FCN auxiliary head, as in mmseg's own
-# swin-tiny-patch4-window7-in1k-pre_upernet configs: the non-DenseCLIP baseline of the
-# paper's Table 5 (Swin-S: depths (2, 2, 18, 2) in the leaf config).
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-num_classes = 150  # ADE20K
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    # ImageNet normalisation for the ImageNet-pretrained backbone
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255)
+# ImageNet-1k Swin-T + UPerNet with an FCN auxiliary head: the non-DenseCLIP baseline of the
+# paper's Table 5. The ImageNet baseline ./fpn_r50.py (its normalisation and DenseCLIP's test
+# protocol, slide 512 / 341, where mmseg's Swin configs test whole images) with the Swin and
+# heads of ./swin_upernet_parts.py, shared with DenseCLIP's ./denseclip_swin.py, in place of
+# ResNet-50 and Semantic FPN. The leaf configs set num_classes.
+_base_ = ['./fpn_r50.py', './swin_upernet_parts.py']
 model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=data_preprocessor,
-    backbone=dict(
-        type='SwinTransformer',
-        pretrain_img_size=224,
-        embed_dims=96,
-        patch_size=4,
-        window_size=7,
-        mlp_ratio=4,
-        depths=(2, 2, 6, 2),
-        num_heads=(3, 6, 12, 24),
-        strides=(4, 2, 2, 2),
-        out_indices=(0, 1, 2, 3),
-        qkv_bias=True,
-        qk_scale=None,
-        patch_norm=True,
-        drop_rate=0.,
-        attn_drop_rate=0.,
-        drop_path_rate=0.3,
-        use_abs_pos_embed=False,
-        act_cfg=dict(type='GELU'),
-        norm_cfg=dict(type='LN', requires_grad=True),
-        # mmseg's converted ImageNet-1k weights, placed locally (never downloaded at run time)
-        init_cfg=dict(
-            type='Pretrained', checkpoint='pretrained/swin_tiny_patch4_window7_224.pth')),
-    decode_head=dict(
-        type='UPerHead',
-        in_channels=[96, 192, 384, 768],  # embed_dims x 2^stage
-        in_index=[0, 1, 2, 3],
-        pool_scales=(1, 2, 3, 6),
-        channels=512,
-        dropout_ratio=0.1,
-        num_classes=num_classes,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    auxiliary_head=dict(
-        type='FCNHead',
-        in_channels=384,  # stage 3
-        in_index=2,
-        channels=256,
-        num_convs=1,
-        concat_input=False,
-        dropout_ratio=0.1,
-        num_classes=num_classes,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-    train_cfg=dict(),
-    # DenseCLIP's test protocol (mmseg's Swin configs test whole images): slide 512 / 341
-    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))
+    backbone={{_base_.swin}},
+    neck=None,
+    decode_head={{_base_.uper_head}},
+    auxiliary_head={{_base_.fcn_aux_head}})

@@ -17,16 +17,18 @@ class BackboneWithAttentionPool(BaseModule):
     Args:
         backbone: Config of the wrapped backbone (its own ``init_cfg`` loads its weights).
         in_channels: Channels of the wrapped backbone's last output.
-        embed_dim: Output dimension, that of the text encoder (512 for ViT-B/16's).
+        output_dim: Embedding dimension, that of the text encoder it is matched with (512 for
+            CLIP ViT-B/16's).
         num_heads: Heads of the attention pool.
         spacial_dim: Side of the stored positional grid (crop size / 32); resized at run time.
     """
 
-    def __init__(self, backbone: dict, in_channels: int = 2048, embed_dim: int = 512,
+    def __init__(self, backbone: dict, in_channels: int = 2048, output_dim: int = 512,
                  num_heads: int = 32, spacial_dim: int = 16, init_cfg=None):
         super().__init__(init_cfg)
         self.backbone = MODELS.build(backbone)
-        self.attnpool = AttentionPool2d(spacial_dim, in_channels, num_heads, embed_dim)
+        self.attnpool = AttentionPool2d(spacial_dim, in_channels, num_heads, output_dim)
+        self.embed_dim = output_dim  # of the (global, dense) embeddings; read by DenseCLIP
 
     def forward(self, x: torch.Tensor) -> tuple:
         """Returns the wrapped backbone's outputs, then ``(global [B, D], dense [B, D, h, w])``."""

@@ -31,6 +31,8 @@ class CLIPResNet(ResNetTrunk):
             ``init_weights`` (its attention pool is ignored).
     """
 
+    clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
+
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), width: int = 64,
                  pretrained: Optional[str] = None):
         super().__init__(tuple(layers), width)
@@ -64,6 +66,8 @@ class CLIPResNetWithAttention(ModifiedResNet):
         pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
     """
 
+    clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
+
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), output_dim: int = 1024,
                  input_resolution: int = 224, width: int = 64, heads: Optional[int] = None,
                  pretrained: Optional[str] = None):
@@ -72,6 +76,11 @@ class CLIPResNetWithAttention(ModifiedResNet):
         super().__init__(tuple(layers), output_dim, heads or width * 32 // 64, input_resolution,
                          width)
         self.pretrained = pretrained
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the ``(global, dense)`` embeddings (read by DenseCLIP)."""
+        return self.output_dim
 
     def init_weights(self) -> None:
         if self.pretrained:

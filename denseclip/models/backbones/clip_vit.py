@@ -85,6 +85,8 @@ class CLIPVisionTransformer(VisionTransformer):
         pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
     """
 
+    clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
+
     def __init__(self, input_resolution: int = 224, patch_size: int = 16, width: int = 768,
                  layers: int = 12, heads: int = 12, output_dim: int = 512,
                  out_indices: Sequence[int] = (3, 5, 7, 11), drop_path_rate: float = 0.0,
@@ -110,6 +112,11 @@ class CLIPVisionTransformer(VisionTransformer):
     def position_embedding(self, height: int, width: int) -> torch.Tensor:
         embedding = super().position_embedding(height, width)
         return torch.cat([embedding[:1] + self.class_embedding, embedding[1:]])
+
+    @property
+    def embed_dim(self) -> Optional[int]:
+        """Width of the ``(global, dense)`` embeddings; None without ``get_embeddings``."""
+        return self.output_dim if self.get_embeddings else None
 
     def init_weights(self) -> None:
         if self.pretrained:

@@ -241,7 +241,7 @@ def count_flops(model: nn.Module, size: tuple[int, int] = (1024, 1024),
     if strict and unsupported:
         raise RuntimeError(
             f'operators without a FLOP rule: {dict(unsupported)}; add a handle (or declare '
-            'them free) in denseclip/utils/flops.py')
+            'them free) in denseclip/analysis/flops.py')
     per_module = {name: by_module.get(f'segmentor.{name}', 0) / 1e9 for name in PARTS}
     for name, child in model.named_children():  # e.g. a pre-model prompter
         flops = by_module.get(f'segmentor.{name}', 0)

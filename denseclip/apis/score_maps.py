@@ -1,23 +1,14 @@
-"""Images through a segmentor: mmseg's ``inference_model`` without its side effect, and, for
-DenseCLIP, the decoder's prediction with the pixel-text score maps of the same preprocessed
-input, brought back to the image's original size."""
-import copy
-import os
+"""For DenseCLIP, the decoder's prediction with the pixel-text score maps of the same
+preprocessed input, brought back to the image's original size."""
 from collections.abc import Sequence
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
-import numpy as np
 import torch
-from mmengine.dataset import Compose
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
 from torch import nn
 
-ImageType = Union[str, os.PathLike, np.ndarray]
-ImagesType = Union[ImageType, Sequence[ImageType]]
-
-#: Test-pipeline steps that need a label file, which an inference image does not have.
-ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation')
+from .inference import ImageType, pack_inputs
 
 
 class ScoreMapResult(NamedTuple):
@@ -34,42 +25,6 @@ class ScoreMapResult(NamedTuple):
     data_sample: SegDataSample
     score_maps: torch.Tensor
     class_names: tuple[str, ...]
-
-
-def inference_pipeline(cfg, from_array: bool) -> Compose:
-    """The config's test pipeline without label loading; ``LoadImageFromNDArray`` for arrays."""
-    steps = [step for step in copy.deepcopy(cfg.test_pipeline)
-             if step['type'] not in ANNOTATION_LOADERS]
-    if from_array:
-        steps[0]['type'] = 'LoadImageFromNDArray'
-    return Compose(steps)
-
-
-def pack_inputs(model: nn.Module, images: Sequence[ImageType]) -> dict:
-    """Runs the test pipeline on images (paths, or BGR arrays as OpenCV reads them):
-    ``dict(inputs=[3, H', W'] each, data_samples=[...])``, as a data loader gives them."""
-    batch = dict(inputs=[], data_samples=[])
-    for image in images:
-        from_array = isinstance(image, np.ndarray)
-        packed = inference_pipeline(model.cfg, from_array)(
-            dict(img=image) if from_array else dict(img_path=os.fspath(image)))
-        batch['inputs'].append(packed['inputs'])
-        batch['data_samples'].append(packed['data_samples'])
-    return batch
-
-
-def inference_model(model: nn.Module,
-                    images: ImagesType) -> Union[SegDataSample, list[SegDataSample]]:
-    """``mmseg.apis.inference_model`` without its side effect.
-
-    mmseg's rewrites ``model.cfg.test_pipeline`` in place when given an array, after which the
-    same model fails on paths; this builds the pipeline afresh for each call. Images are paths
-    or BGR arrays (as ``cv2.imread`` returns); a list gives a list of results.
-    """
-    is_batch = isinstance(images, (list, tuple))
-    with torch.no_grad():
-        results = model.test_step(pack_inputs(model, images if is_batch else [images]))
-    return results if is_batch else results[0]
 
 
 def preprocess(model: nn.Module, image: ImageType) -> dict:

@@ -1,5 +1,4 @@
-"""Class names for a DenseCLIP config, taken from its dataset when the model leaves them out."""
-from mmengine.config import Config
+"""The class names a dataset config gives: its metainfo, or the defaults of its type."""
 from mmseg.registry import DATASETS
 
 
@@ -23,21 +22,3 @@ def dataset_class_names(dataset_cfg: dict) -> tuple[str, ...]:
         raise ValueError(f'dataset {dataset_type!r} defines no classes; set model.class_names '
                          'or the dataset metainfo')
     return tuple(classes)
-
-
-def fill_class_names(cfg: Config) -> Config:
-    """Sets ``cfg.model.class_names`` from the dataset when the config leaves it ``None``.
-
-    Looks at the train, then the test, then the val dataloader. Models without a
-    ``class_names`` key (plain mmseg segmentors) are left as they are.
-    """
-    model = cfg.get('model', {})
-    if 'class_names' not in model or model['class_names'] is not None:
-        return cfg
-    for key in ('train_dataloader', 'test_dataloader', 'val_dataloader'):
-        loader = cfg.get(key)
-        if loader and loader.get('dataset'):
-            model['class_names'] = list(dataset_class_names(loader['dataset']))
-            return cfg
-    raise ValueError('model.class_names is None and the config has no dataloader to take '
-                     'them from; set model.class_names')

@@ -7,9 +7,10 @@ Both come as a function (for scripts and ``tools/benchmark.py``) and as an mmeng
     custom_hooks = [dict(type='ChannelsLastHook'),
                     dict(type='CompileSubmodulesHook')]
 
-Mixed precision is not here: it is mmengine's (``tools/train.py --amp``, see ``amp.py``; for
-testing ``--cfg-options test_cfg.fp16=True``). Batched sliding-window inference is a model
-setting (``model.test_cfg.slide_batch_size``, see ``denseclip/models/slide.py``).
+Mixed precision is not here: it is mmengine's (``tools/train.py --amp``, see
+``denseclip/engine/optim_wrappers.py``; for testing ``--cfg-options test_cfg.fp16=True``).
+Batched sliding-window inference is a model setting (``model.test_cfg.slide_batch_size``, see
+``denseclip/models/slide.py``).
 """
 from collections.abc import Sequence
 

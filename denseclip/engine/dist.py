@@ -26,7 +26,7 @@ from mmengine.logging import print_log
 from mmseg.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
-from .amp import amp_to_bf16
+from .optim_wrappers import amp_to_bf16
 
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
 DEFAULT_PORT = '29500'  # torch.distributed's default

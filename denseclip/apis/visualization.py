@@ -1,10 +1,12 @@
-"""Pictures of one prediction: the decoder's classes over the image, and pixel-text heat-maps.
+"""Pictures of predictions: the decoder's classes over the image, and pixel-text heat-maps.
 
-The picture is a grid of panels, each showing the image at its own size (times ``scale``):
-the input, the prediction overlay drawn by mmseg's ``SegLocalVisualizer`` with the dataset
-palette and a legend of the predicted classes, then one heat-map per requested name with the
-name as title and a colour bar. Panels are placed pixel-exactly (no resampling at ``scale`` 1);
-``render_picture`` returns where each one lies in the picture.
+The demo's picture (:func:`demo_picture`, ``tools/demo.py``) is a grid of panels, each showing
+the image at its own size (times ``scale``): the input, the prediction overlay drawn by mmseg's
+``SegLocalVisualizer`` with the dataset palette and a legend of the predicted classes, then one
+heat-map per requested name with the name as title and a colour bar. Panels are placed
+pixel-exactly (no resampling at ``scale`` 1); ``render_picture`` returns where each one lies in
+the picture. :func:`render_grid` lays out rows of such panels under column titles (the
+quickstart's input | ground truth | prediction).
 """
 import math
 import os
@@ -22,10 +24,11 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
+from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from mmseg.visualization import SegLocalVisualizer
 
-from .predict import predict_with_score_maps
+from .score_maps import predict_with_score_maps
 
 #: Layout in pixels (text sizes in points at ``DPI``).
 DPI = 100
@@ -70,6 +73,15 @@ def draw_prediction(image_rgb: np.ndarray, data_sample: SegDataSample, classes: 
     visualizer.add_datasample('prediction', image_rgb, data_sample, draw_gt=False,
                               draw_pred=True, with_labels=False)
     return visualizer.get_image()
+
+
+def draw_labels(image_rgb: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+                palette: Sequence[Sequence[int]], opacity: float = 0.5) -> np.ndarray:
+    """Class labels ``[H, W]`` (ground truth or prediction) over the image, as
+    :func:`draw_prediction` draws them; values that are no class (the ignore index) get no
+    colour, so the image there is only darkened by ``opacity``."""
+    sample = SegDataSample(pred_sem_seg=PixelData(data=torch.as_tensor(labels)[None]))
+    return draw_prediction(image_rgb, sample, classes, palette, opacity)
 
 
 def legend_entries(prediction: torch.Tensor, classes: Sequence[str],
@@ -125,6 +137,40 @@ def _draw_legend(figure: Figure, box: tuple, entries, size: tuple[int, int]) -> 
         axes.text(left + 16, top + 6, text, fontsize=FONT_SIZE, va='center')
 
 
+class _Sheet:
+    """A white matplotlib figure of ``width`` x ``height`` pixels, addressed in pixels from the
+    top left."""
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = width, height
+        # + 0.25 px: matplotlib truncates the canvas size, which a rounding error would shrink
+        self.figure = Figure(figsize=((width + 0.25) / DPI, (height + 0.25) / DPI), dpi=DPI,
+                             facecolor='white')
+
+    def box(self, left: float, top: float, width: float, height: float) -> tuple:
+        """The figure fractions ``(left, bottom, width, height)`` of a box in pixels."""
+        return (left / self.width, 1 - (top + height) / self.height, width / self.width,
+                height / self.height)
+
+    def panel(self, pixels: np.ndarray, box: Box, title: Optional[str]) -> None:
+        """``pixels`` exactly in ``box`` (no resampling), ``title`` centred above it."""
+        axes = self.figure.add_axes(self.box(*box))
+        axes.imshow(pixels, interpolation='nearest', aspect='auto')
+        axes.set_axis_off()
+        if title is not None:
+            self.figure.text((box.left + box.width / 2) / self.width,
+                             1 - (box.top - 5) / self.height, title, ha='center', va='bottom',
+                             fontsize=FONT_SIZE + 2, fontweight='bold')
+
+    def picture(self) -> np.ndarray:
+        """The drawn figure, RGB ``[height, width, 3]``."""
+        canvas = FigureCanvasAgg(self.figure)
+        canvas.draw()
+        picture = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        assert picture.shape[:2] == (self.height, self.width), picture.shape
+        return picture
+
+
 def render_picture(image_rgb: np.ndarray, overlay: np.ndarray, legend, heat_maps: HeatMaps,
                    scale: int = 1, max_width: int = 1600,
                    overlay_title: str = 'prediction') -> tuple[np.ndarray, list[Box]]:
@@ -153,38 +199,48 @@ def render_picture(image_rgb: np.ndarray, overlay: np.ndarray, legend, heat_maps
     rows = [panels[start:start + columns] for start in range(0, len(panels), columns)]
     row_heights = [TITLE_HEIGHT + height + 4 + max(under for *_, under in row) + PAD
                    for row in rows]
-    total_width, total_height = columns * cell_width, sum(row_heights)
-    # + 0.25 px: matplotlib truncates the canvas size, which a rounding error would shrink
-    figure = Figure(figsize=((total_width + 0.25) / DPI, (total_height + 0.25) / DPI), dpi=DPI,
-                    facecolor='white')
-
-    def fraction(left: float, top: float, box_width: float, box_height: float) -> tuple:
-        return (left / total_width, 1 - (top + box_height) / total_height,
-                box_width / total_width, box_height / total_height)
-
+    sheet = _Sheet(columns * cell_width, sum(row_heights))
     boxes = []
     for index, (title, panel, _) in enumerate(panels):
         row, column = divmod(index, columns)
-        left, top = column * cell_width + PAD, sum(row_heights[:row]) + TITLE_HEIGHT
-        boxes.append(Box(left, top, width, height))
-        axes = figure.add_axes(fraction(left, top, width, height))
-        axes.imshow(panel, interpolation='nearest', aspect='auto')
-        axes.set_axis_off()
-        figure.text((left + width / 2) / total_width, 1 - (top - 5) / total_height, title,
-                    ha='center', va='bottom', fontsize=FONT_SIZE + 2, fontweight='bold')
-        under = top + height + 4
+        box = Box(column * cell_width + PAD, sum(row_heights[:row]) + TITLE_HEIGHT, width,
+                  height)
+        boxes.append(box)
+        sheet.panel(panel, box, title)
+        under = box.top + height + 4
         if index == 1:
-            _draw_legend(figure, fraction(left, under, width, legend_height), legend,
+            _draw_legend(sheet.figure, sheet.box(box.left, under, width, legend_height), legend,
                          (width, legend_height))
         elif index > 1:
-            _draw_colour_bar(figure, fraction(left, under, width, COLOUR_BAR_HEIGHT), norm,
-                             heat_maps.value_label, width)
+            _draw_colour_bar(sheet.figure, sheet.box(box.left, under, width, COLOUR_BAR_HEIGHT),
+                             norm, heat_maps.value_label, width)
+    return sheet.picture(), boxes
 
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    picture = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    assert picture.shape[:2] == (total_height, total_width), picture.shape
-    return picture, boxes
+
+def render_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], legend,
+                scale: int = 1) -> np.ndarray:
+    """Rows of panels under column titles, with a legend under the grid (RGB picture).
+
+    Args:
+        rows: One list of RGB panels a row, one panel a title; every panel has the size of
+            the first.
+        titles: The columns' titles, drawn above the first row.
+        legend: ``(label, RGB in [0, 1])`` entries, drawn as the demo picture's legend.
+        scale: Integer enlargement of every panel (nearest neighbour).
+    """
+    height, width = (side * scale for side in rows[0][0].shape[:2])
+    cell_width, row_height = width + 2 * PAD, height + PAD
+    legend_width = len(titles) * cell_width - 2 * PAD
+    legend_height = LEGEND_ROW * math.ceil(len(legend) / max(1, legend_width // LEGEND_COLUMN)) + 4
+    legend_top = TITLE_HEIGHT + len(rows) * row_height
+    sheet = _Sheet(len(titles) * cell_width, legend_top + legend_height + PAD)
+    for row, panels in enumerate(rows):
+        for column, panel in enumerate(panels):
+            box = Box(column * cell_width + PAD, TITLE_HEIGHT + row * row_height, width, height)
+            sheet.panel(_scaled(panel, scale), box, titles[column] if row == 0 else None)
+    _draw_legend(sheet.figure, sheet.box(PAD, legend_top, legend_width, legend_height), legend,
+                 (legend_width, legend_height))
+    return sheet.picture()
 
 
 def _draw_colour_bar(figure: Figure, box: tuple, norm: Normalize, label: str,

@@ -6,8 +6,9 @@ post-processing to the original size) under ``torch.no_grad``; training runs ``t
 ``optim_wrapper`` builds. Warm-up iterations are excluded; the reported rate is the median over
 ``repeats`` timed runs of ``iters`` iterations each. Peak memory is CUDA's max-allocated on a
 GPU and the process's peak resident set size (``VmHWM``, reset before each measurement where
-the kernel allows it) on a CPU. ``compare_*`` time the fast paths against the default,
-interleaved round-robin so that a drifting machine load affects every state alike.
+the kernel allows it) on a CPU. :func:`apply_fast_paths` puts a model in one fast-path state
+(the switches of ``tools/benchmark.py``); ``compare_*`` time the fast paths against the
+default, interleaved round-robin so that a drifting machine load affects every state alike.
 """
 import contextlib
 import copy
@@ -27,9 +28,8 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from torch import nn
 
+from denseclip.engine import enable_amp
 from denseclip.models.slide import slide_windows
-
-from .amp import enable_amp
 
 _STATUS = '/proc/self/status'
 _CPUINFO = '/proc/cpuinfo'
@@ -254,9 +254,16 @@ def benchmark_training(model: nn.Module, cfg: Config, size: tuple[int, int],
 FAST_PATHS = ('text_cache', 'slide_batch_size', 'channels_last', 'amp')
 
 
-def _apply(model: nn.Module, text_cache: bool = True, slide_batch_size: Optional[int] = None,
-           channels_last: bool = False) -> None:
-    """Puts the model in one fast-path state (all switches, so states do not leak)."""
+def apply_fast_paths(model: nn.Module, text_cache: bool = True,
+                     slide_batch_size: Optional[int] = None, channels_last: bool = False) -> None:
+    """Puts the model in one fast-path state (all switches, so states do not leak).
+
+    Args:
+        model: The segmentor; the text cache is switched only where it has one (DenseCLIP).
+        text_cache: Run the text encoder once for all images and crops at inference.
+        slide_batch_size: Crops per forward pass in slide inference (``None``: one).
+        channels_last: Store the 4-D weights channels-last (NHWC), else contiguous.
+    """
     if hasattr(model, 'cache_text'):
         model.cache_text = text_cache  # a filled cache stays valid across the switches
     model.test_cfg.slide_batch_size = slide_batch_size
@@ -288,15 +295,15 @@ def compare_fast_paths(model: nn.Module, states: dict[str, dict], step_for: Call
     for name, state in states.items():
         state = dict(state)
         steps[name] = (step_for(state.pop('amp', False)), state)
-        _apply(model, **state)
+        apply_fast_paths(model, **state)
         with PeakMemory(device) as peak:
             time_runs(steps[name][0], warmup, 0, 0, device)
         memory[name] = peak
     for _ in range(rounds):
         for name, (step, state) in steps.items():
-            _apply(model, **state)
+            apply_fast_paths(model, **state)
             runs[name] += time_runs(step, 0, 1, 1, device)
-    _apply(model)
+    apply_fast_paths(model)
     return {name: dict(s_per_iter=statistics.median(runs[name]), runs_s_per_iter=runs[name],
                        peak_memory_mb=memory[name].mb, peak_memory_kind=memory[name].kind)
             for name in states}
