@@ -17,5 +17,11 @@ setup(
     packages=find_packages(include=['denseclip', 'denseclip.*']),
     python_requires='>=3.10',  # X | None annotations are evaluated at import time,
     install_requires=read_requirements(),
-    extras_require={'tests': ['pytest']},
+    extras_require={
+        # the maintained, pure-Python OneDL distributions of mmengine / mmcv / mmsegmentation
+        'onedl': ['onedl-mmengine>=0.10.12', 'onedl-mmcv>=2.3.6', 'onedl-mmsegmentation>=1.4.2'],
+        # the last upstream releases; mmcv 2.1.0 is built from source separately (README)
+        'openmmlab': ['mmengine==0.10.7', 'mmsegmentation==1.2.2'],
+        'tests': ['pytest'],
+    },
 )

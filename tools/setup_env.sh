@@ -13,6 +13,6 @@ stamp="$TORCH_SPEC $(cat setup.py requirements.txt | sha256sum)"
 if [ "$(cat "$VENV/.denseclip-installed" 2>/dev/null)" != "$stamp" ]; then
     echo "Installing $TORCH_SPEC and denseclip's dependencies into $VENV ..."
     python -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
-    python -m pip install --quiet --disable-pip-version-check -e '.[tests]'
+    python -m pip install --quiet --disable-pip-version-check -e '.[onedl,tests]'
     echo "$stamp" > "$VENV/.denseclip-installed"
 fi

@@ -1,11 +1,18 @@
 """mmseg's ``MMSegInferencer`` for DenseCLIP configs."""
-from typing import Optional
+import inspect
+from typing import Optional, Union
 
+from mmengine.config import Config, ConfigDict
 from mmseg.apis import MMSegInferencer
 from torch import nn
 
 from denseclip.engine.config import prepare_config
 from denseclip.engine.safe_load import fit_checkpoint
+
+
+#: Whether this mmseg's inferencer takes ``show_progress`` (OneDL's does; upstream mmseg 1.2.2's
+#: does not, although mmengine's base inferencer, which reads it, does).
+FORWARDS_SHOW_PROGRESS = 'show_progress' in inspect.signature(MMSegInferencer.__init__).parameters
 
 
 class DenseCLIPInferencer(MMSegInferencer):
@@ -22,6 +29,16 @@ class DenseCLIPInferencer(MMSegInferencer):
         result = inferencer('demo.jpg', out_dir='outputs')   # {'predictions', 'visualization'}
         sample = inferencer('demo.jpg', return_datasamples=True)   # SegDataSample
     """
+
+    def __init__(self, model: Union[str, dict, Config, ConfigDict], weights: Optional[str] = None,
+                 classes: Optional[Union[str, list]] = None,
+                 palette: Optional[Union[str, list]] = None, dataset_name: Optional[str] = None,
+                 device: Optional[str] = None, scope: Optional[str] = 'mmseg',
+                 show_progress: bool = True) -> None:
+        progress = dict(show_progress=show_progress) if FORWARDS_SHOW_PROGRESS else {}
+        super().__init__(model, weights, classes, palette, dataset_name, device, scope,
+                         **progress)
+        self.show_progress = show_progress  # what mmengine's __call__ reads, on every stack
 
     def _init_model(self, cfg, weights: Optional[str], device: str = 'cpu') -> nn.Module:
         prepare_config(cfg, device=device)  # in place: mmseg's inferencer keeps this config

@@ -25,16 +25,21 @@ refuses such a checkpoint before it is loaded (:class:`CheckpointFitHook` for th
 :func:`load_checkpoint` for inference), unless a partial load was asked for.
 """
 import logging
+import os
+import os.path as osp
 import pickle
 from collections import OrderedDict
 from typing import Any, Optional
+from urllib.parse import urlparse
 
+import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import checkpoint as mmengine_checkpoint
+from mmengine.utils.dl_utils import hub as mmengine_hub
 from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
 from mmseg.registry import HOOKS
 from torch import nn
@@ -98,17 +103,49 @@ def _strict_torch_load(file: Any, map_location: Any = None, weights_only: Any = 
     return weights_only_load(file, map_location)
 
 
+def _load_url_weights_only(url: str, model_dir: Optional[str] = None,
+                           map_location: Any = None, progress: bool = True) -> Any:
+    """Stands in for mmengine's ``load_url`` (``http(s)://``, ``open-mmlab://``,
+    ``torchvision://``): downloads into torch's hub cache as it does, then reads the file with
+    :func:`weights_only_load` (``torch.hub`` would unpickle it with ``weights_only=False``)."""
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    os.makedirs(model_dir, exist_ok=True)
+    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    if not osp.isfile(cached):
+        torch.hub.download_url_to_file(url, cached, progress=progress)
+    return weights_only_load(cached, map_location)
+
+
+class _TorchWithStrictLoad:
+    """The ``torch`` module as upstream mmengine's remote loaders see it after :func:`install`:
+    ``load`` is :func:`_strict_torch_load`, every other name is torch's own."""
+
+    load = staticmethod(_strict_torch_load)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+
 def install() -> None:
     """Makes every mmengine checkpoint load go through :func:`weights_only_load`.
 
     Registers :func:`load_from_local_weights_only` for local paths (mmengine's public
-    ``CheckpointLoader.register_scheme``) and replaces the private ``_safe_torch_load`` that the
-    remote schemes (``pavi://``, ``s3://``, ``open-mmlab://``, ...) call. Idempotent.
+    ``CheckpointLoader.register_scheme``). The remote schemes (``pavi://``, ``s3://``,
+    ``open-mmlab://``, ...) read files differently on the two mmengine lines, so a feature
+    check picks the hook: OneDL's mmengine calls a private ``_safe_torch_load`` (replaced);
+    upstream mmengine 0.10.x calls ``torch.load`` from its checkpoint and hub modules (those two
+    modules see a ``torch`` whose ``load`` is the strict one). Downloads (``http(s)://`` and
+    the schemes that resolve to URLs) go through :func:`_load_url_weights_only` on both.
+    Idempotent.
     """
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only,
                                      force=True)
+    mmengine_checkpoint.load_url = _load_url_weights_only
     if hasattr(mmengine_checkpoint, '_safe_torch_load'):
         mmengine_checkpoint._safe_torch_load = _strict_torch_load
+    else:
+        for module in (mmengine_checkpoint, mmengine_hub):
+            module.torch = _TorchWithStrictLoad()
 
 
 # ------------------------------------------------------------------------------ fit to the model

@@ -18,6 +18,7 @@ from mmseg.structures import SegDataSample
 
 from denseclip.apis import (DenseCLIPInferencer, inference_model, init_model,
                             predict_with_score_maps)
+from denseclip.apis.inferencer import FORWARDS_SHOW_PROGRESS
 from denseclip.engine.config import fill_class_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,10 +103,17 @@ def test_inferencer_takes_the_config_path(checkpoint, image_path, model, tmp_pat
     assert cv2.imread(str(tmp_path / 'vis' / 'image.png')).shape == (80, 96, 3)
 
 
+def test_inferencer_show_progress_reaches_mmengine(checkpoint):
+    """mmseg 1.2.2's inferencer does not forward ``show_progress``; ours sets it either way."""
+    inferencer = DenseCLIPInferencer(str(CONFIG), weights=str(checkpoint), device='cpu',
+                                     show_progress=False)
+    assert inferencer.show_progress is False
+
+
 def test_mmseg_inferencer_takes_a_config_with_class_names(checkpoint, image_path, model):
     cfg = fill_class_names(Config.fromfile(CONFIG))
-    inferencer = MMSegInferencer(cfg, weights=str(checkpoint), device='cpu',
-                                 show_progress=False)
+    quiet = dict(show_progress=False) if FORWARDS_SHOW_PROGRESS else {}  # not in mmseg 1.2.2
+    inferencer = MMSegInferencer(cfg, weights=str(checkpoint), device='cpu', **quiet)
     sample = inferencer(str(image_path), return_datasamples=True)
     expected = inference_model(model, str(image_path)).pred_sem_seg.data
     assert torch.equal(sample.pred_sem_seg.data, expected)

@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -96,34 +97,63 @@ def test_import_changes_no_third_party_behaviour():
     code = (
         'import sys, warnings, torch\n'
         'from mmengine.runner import checkpoint as c\n'
-        'before = (c.CheckpointLoader._get_checkpoint_loader("/x.pth"), c._safe_torch_load,\n'
-        '          list(torch.serialization.get_safe_globals()), list(warnings.filters))\n'
+        'state = lambda: (c.CheckpointLoader._get_checkpoint_loader("/x.pth"), c.load_url,\n'
+        '    getattr(c, "_safe_torch_load", None), c.torch,\n'
+        '    list(torch.serialization.get_safe_globals()), list(warnings.filters))\n'
+        'before = state()\n'
         'import denseclip\n'
-        'after = (c.CheckpointLoader._get_checkpoint_loader("/x.pth"), c._safe_torch_load,\n'
-        '         list(torch.serialization.get_safe_globals()), list(warnings.filters))\n'
+        'after = state()\n'
         'assert before == after, (before, after)\n'
         'assert "matplotlib" not in sys.modules\n'
         'from denseclip.engine import safe_load\n'
         'safe_load.install()\n'
         'assert c.CheckpointLoader._get_checkpoint_loader("/x.pth") is not before[0]\n'
-        'assert list(torch.serialization.get_safe_globals()) == before[2]\n'
+        'assert list(torch.serialization.get_safe_globals()) == before[4]\n'
         'print("ok")\n')
     proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-3000:]
 
 
+def remote_scheme_loader():
+    """What mmengine's remote schemes (pavi, s3, ...) call to read a file: a private
+    ``_safe_torch_load`` in OneDL's mmengine, ``torch.load`` of its module in upstream 0.10.x."""
+    return getattr(mmengine_checkpoint, '_safe_torch_load', None) or mmengine_checkpoint.torch.load
+
+
+def remote_scheme_load(path: str):
+    return remote_scheme_loader()(path, map_location='cpu')
+
+
 def test_every_mmengine_path_uses_the_weights_only_loader():
     loader = mmengine_checkpoint.CheckpointLoader._get_checkpoint_loader('/some/iter_1.pth')
     assert loader.__name__ == 'load_from_local_weights_only'
-    # the remote schemes (pavi, s3, open-mmlab, ...) call this one: no fallback any more
-    assert mmengine_checkpoint._safe_torch_load.__module__ == 'denseclip.engine.safe_load'
+    assert mmengine_checkpoint.load_url.__module__ == 'denseclip.engine.safe_load'
+    assert remote_scheme_loader().__module__ == 'denseclip.engine.safe_load'  # no fallback
+
+
+def test_downloads_are_read_weights_only(tmp_path, monkeypatch):
+    """``http(s)://`` (and ``open-mmlab://``, ``torchvision://``, which resolve to URLs): the
+    downloaded file is read by the project's loader, not by torch.hub's unsafe default."""
+    target = tmp_path / 'created_by_the_checkpoint'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'weight': torch.ones(2)}, 'meta': Exploit(str(target))}, evil)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file',
+                        lambda url, dst, progress=True: shutil.copy(evil, dst))
+    with pytest.raises(CheckpointError, match=r'refusing to load checkpoint .*evil\.pth'):
+        mmengine_checkpoint._load_checkpoint('https://example.invalid/evil.pth')
+    assert not target.exists()
+    good = tmp_path / 'hub' / 'checkpoints' / 'good.pth'
+    torch.save({'state_dict': {'weight': torch.ones(2)}}, good)  # already cached: no download
+    loaded = mmengine_checkpoint._load_checkpoint('https://example.invalid/good.pth')
+    assert torch.equal(loaded['state_dict']['weight'], torch.ones(2))
 
 
 @pytest.mark.parametrize('load', [
     lambda path: mmengine_checkpoint._load_checkpoint(path, map_location='cpu'),
     lambda path: load_checkpoint(nn.Linear(3, 2), path, map_location='cpu'),
-    lambda path: mmengine_checkpoint._safe_torch_load(path, map_location='cpu'),
+    remote_scheme_load,
     lambda path: weights_only_load(path),
 ], ids=['CheckpointLoader', 'load_checkpoint', 'remote-schemes', 'weights_only_load'])
 def test_code_running_pickle_is_refused(tmp_path, load):
