@@ -24,7 +24,7 @@ def check_registered(cfg: Optional[dict], key: str) -> None:
                    'registers it (custom_imports in the config)')
 
 
-def check_class_names(class_names) -> list[str]:
+def class_names_list(class_names) -> list[str]:
     """``model.class_names`` as a non-empty list."""
     if class_names is None:
         raise ValueError(

@@ -84,7 +84,7 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
                  score_concat_index: int = 3, pretrained: Optional[str] = None,
                  text_pretrained: Optional[str] = None, cache_text: bool = True,
                  train_cfg=None, test_cfg=None, data_preprocessor=None, init_cfg=None):
-        class_names = derive.check_class_names(class_names)
+        class_names = derive.class_names_list(class_names)
         num_classes = len(class_names)
         if prompting not in PROMPTING_MODES:
             raise ValueError(f'model.prompting must be one of {PROMPTING_MODES}, '
