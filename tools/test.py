@@ -61,6 +61,7 @@ def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
         raise RuntimeError('--show/--show-dir need `default_hooks.visualization = '
                            "dict(type='SegVisualizationHook')` in the config")
     hook.draw = True
+    hook.interval = 1  # every test image (upstream mmseg 1.2.2's hook otherwise draws every 50th)
     if args.show:
         hook.show = True
         hook.wait_time = args.wait_time

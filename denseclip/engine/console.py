@@ -36,6 +36,9 @@ RUN_WARNINGS = (
     ('mmengine.structures.pixel_data', 'The shape of value will convert from',
      "mmseg's SegTTAModel stores 2-D predictions, which PixelData gives their channel axis; "
      'one line per image size (hundreds on ADE20K) otherwise'),
+    ('mmseg.models.builder', '``build_loss`` would be deprecated soon',
+     "upstream mmseg 1.2.2's own decode heads build their losses with its deprecated "
+     'build_loss (once per head); nothing in a config can avoid it'),
 )
 #: Records of mmengine's logger (``print_log``) during a run: (pattern, why harmless); the
 #: pattern must match the whole message.

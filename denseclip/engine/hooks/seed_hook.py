@@ -15,6 +15,28 @@ def iteration_seeds(seed: int, iteration: int, rank: int) -> tuple[int, int, int
     return int(state[0]), int(state[1]), (int(state[2]) << 32) | int(state[3])
 
 
+class _ReseedAfterSkip:
+    """The train loop's data iterator, reseeding the host generators once the batches that a
+    resumed run skips have been loaded, just before the first batch it trains on.
+
+    Upstream mmengine 0.10.x skips them by loading them (its data iterator has no
+    ``skip_iter``), which draws the skipped batches' augmentations from the generators that
+    :meth:`IterationSeedHook.before_train` had just seeded for the first trained iteration.
+    """
+
+    def __init__(self, iterator, skipped: int, reseed):
+        self._iterator, self._left, self._reseed = iterator, skipped, reseed
+
+    def __next__(self):
+        if self._left == 0:
+            self._reseed()
+        self._left -= 1
+        return next(self._iterator)
+
+    def __getattr__(self, name: str):
+        return getattr(self._iterator, name)
+
+
 @HOOKS.register_module()
 class IterationSeedHook(Hook):
     """Reseeds the random generators from ``(runner.seed, iteration, rank)`` at every iteration.
@@ -49,6 +71,11 @@ class IterationSeedHook(Hook):
     def before_train(self, runner) -> None:
         self._training = True
         self._seed_host(runner, runner.iter)  # 0, or the iteration resumed from
+        loop = runner.train_loop
+        iterator = getattr(loop, 'dataloader_iterator', None)
+        if runner.iter > 0 and iterator is not None and not hasattr(iterator, 'skip_iter'):
+            loop.dataloader_iterator = _ReseedAfterSkip(
+                iterator, runner.iter, lambda: self._seed_host(runner, runner.iter))
 
     def after_train(self, runner) -> None:
         self._training = False
