@@ -1,9 +1,10 @@
 """Checkpoint loading that never runs code from the file and never loads weights that do not
 fit the model: the project's safe-loading policy.
 
-- Every file is read by the project's one reader, :func:`denseclip.clip.checkpoint.read_checkpoint`.
-  Pickled checkpoints (state dicts, DenseCLIP / mmengine checkpoints, resume checkpoints with
-  optimiser and message-hub state) are read with ``torch.load(weights_only=True)``. Besides
+- Every file is read by the project's one reader,
+  :func:`denseclip.clip.checkpoint.read_checkpoint`. Pickled checkpoints (state dicts,
+  DenseCLIP / mmengine checkpoints, resume checkpoints with optimiser and message-hub state)
+  are read with ``torch.load(weights_only=True)``. Besides
   tensors and plain Python containers, only the types that mmengine writes into its checkpoints
   are allowed (:data:`SAFE_GLOBALS`): numpy arrays, scalars and dtypes, mmengine's
   ``HistoryBuffer``, and a ``getattr`` that can only fetch ``HistoryBuffer``'s own statistics
@@ -16,8 +17,9 @@ fit the model: the project's safe-loading policy.
 mmengine's own loader tries ``weights_only=True`` and silently falls back to
 ``weights_only=False``; :func:`install` closes that door for every path mmengine loads from
 (``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``, ``denseclip.apis.init_model``).
-It changes mmengine for the whole process, so ``import denseclip`` does not call it: the tools
-and ``denseclip.apis`` do, explicitly, before they load anything.
+It changes mmengine for the whole process, so ``import denseclip`` does not call it:
+:func:`denseclip.engine.config.prepare_config` does, which every tool and ``denseclip.apis``
+run before they load anything.
 
 mmengine also loads weights non-strictly: a checkpoint of another class count, backbone or crop
 size leaves layers at their random initialisation and the run goes on. :func:`fit_checkpoint`
@@ -39,8 +41,8 @@ from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import checkpoint as mmengine_checkpoint
-from mmengine.utils.dl_utils import hub as mmengine_hub
 from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
+from mmengine.utils.dl_utils import hub as mmengine_hub
 from mmseg.registry import HOOKS
 from torch import nn
 
@@ -74,7 +76,7 @@ DAMAGED_HINT = ('If a job was killed while writing it, delete it; tools/train.py
 
 
 def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -> Any:
-    """What a checkpoint of a run holds, read by the project's one reader with :data:`SAFE_GLOBALS`.
+    """What a checkpoint of a run holds, read by the one reader with :data:`SAFE_GLOBALS`.
 
     Args:
         file: A path or a binary file object.
