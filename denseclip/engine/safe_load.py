@@ -27,7 +27,6 @@ refuses such a checkpoint before it is loaded (:class:`CheckpointFitHook` for th
 :func:`load_checkpoint` for inference), unless a partial load was asked for.
 """
 import logging
-import os
 import os.path as osp
 import pickle
 from collections import OrderedDict
@@ -108,13 +107,16 @@ def _strict_torch_load(file: Any, map_location: Any = None, weights_only: Any = 
 def _load_url_weights_only(url: str, model_dir: Optional[str] = None,
                            map_location: Any = None, progress: bool = True) -> Any:
     """Stands in for mmengine's ``load_url`` (``http(s)://``, ``open-mmlab://``,
-    ``torchvision://``): downloads into torch's hub cache as it does, then reads the file with
-    :func:`weights_only_load` (``torch.hub`` would unpickle it with ``weights_only=False``)."""
+    ``torchvision://``): reads the file from torch's hub cache with :func:`weights_only_load`
+    (``torch.hub`` would unpickle it with ``weights_only=False``). Nothing is downloaded at run
+    time: a URL that is not in the cache is an error that says where to put the file."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    os.makedirs(model_dir, exist_ok=True)
     cached = osp.join(model_dir, osp.basename(urlparse(url).path))
     if not osp.isfile(cached):
-        torch.hub.download_url_to_file(url, cached, progress=progress)
+        raise FileNotFoundError(
+            f'checkpoint {url!r} is not on this machine, and DenseCLIP downloads nothing at run '
+            f'time: download it yourself and give its local path in the config, or put it at '
+            f'{cached!r}')
     return weights_only_load(cached, map_location)
 
 
@@ -136,8 +138,8 @@ def install() -> None:
     ``open-mmlab://``, ...) read files differently on the two mmengine lines, so a feature
     check picks the hook: OneDL's mmengine calls a private ``_safe_torch_load`` (replaced);
     upstream mmengine 0.10.x calls ``torch.load`` from its checkpoint and hub modules (those two
-    modules see a ``torch`` whose ``load`` is the strict one). Downloads (``http(s)://`` and
-    the schemes that resolve to URLs) go through :func:`_load_url_weights_only` on both.
+    modules see a ``torch`` whose ``load`` is the strict one). URLs (``http(s)://`` and the
+    schemes that resolve to them) go through :func:`_load_url_weights_only` on both.
     Idempotent.
     """
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only,

@@ -11,7 +11,6 @@ import os
 import pickle
 import re
 import runpy
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -132,22 +131,29 @@ def test_every_mmengine_path_uses_the_weights_only_loader():
     assert remote_scheme_loader().__module__ == 'denseclip.engine.safe_load'  # no fallback
 
 
-def test_downloads_are_read_weights_only(tmp_path, monkeypatch):
-    """``http(s)://`` (and ``open-mmlab://``, ``torchvision://``, which resolve to URLs): the
-    downloaded file is read by the project's loader, not by torch.hub's unsafe default."""
-    target = tmp_path / 'created_by_the_checkpoint'
-    evil = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {'weight': torch.ones(2)}, 'meta': Exploit(str(target))}, evil)
+def test_urls_are_read_weights_only_and_never_downloaded(tmp_path, monkeypatch):
+    """``http(s)://`` (and ``open-mmlab://``, ``torchvision://``, which resolve to URLs): a file
+    in torch's hub cache is read by the project's loader, not by torch.hub's unsafe default,
+    and a URL that is not there is an error, not a download."""
+    def no_download(*args, **kwargs):
+        raise AssertionError('downloaded at run time')
+
     monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
-    monkeypatch.setattr(torch.hub, 'download_url_to_file',
-                        lambda url, dst, progress=True: shutil.copy(evil, dst))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_download)
+    cache = tmp_path / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    target = tmp_path / 'created_by_the_checkpoint'
+    torch.save({'state_dict': {'weight': torch.ones(2)}, 'meta': Exploit(str(target))},
+               cache / 'evil.pth')
     with pytest.raises(CheckpointError, match=r'refusing to load checkpoint .*evil\.pth'):
         mmengine_checkpoint._load_checkpoint('https://example.invalid/evil.pth')
     assert not target.exists()
-    good = tmp_path / 'hub' / 'checkpoints' / 'good.pth'
-    torch.save({'state_dict': {'weight': torch.ones(2)}}, good)  # already cached: no download
+    torch.save({'state_dict': {'weight': torch.ones(2)}}, cache / 'good.pth')
     loaded = mmengine_checkpoint._load_checkpoint('https://example.invalid/good.pth')
     assert torch.equal(loaded['state_dict']['weight'], torch.ones(2))
+    with pytest.raises(FileNotFoundError, match=r"'https://example.invalid/new.pth' is not on "
+                       r'this machine, and DenseCLIP downloads nothing at run time: .*new\.pth'):
+        mmengine_checkpoint._load_checkpoint('https://example.invalid/new.pth')
 
 
 @pytest.mark.parametrize('load', [
