@@ -22,6 +22,8 @@ setup(
         'onedl': ['onedl-mmengine>=0.10.12', 'onedl-mmcv>=2.3.6', 'onedl-mmsegmentation>=1.4.2'],
         # the last upstream releases; mmcv 2.1.0 is built from source separately (README)
         'openmmlab': ['mmengine==0.10.7', 'mmsegmentation==1.2.2'],
+        # ONNX export and ONNX Runtime inference (tools/export_onnx.py, tools/infer.py)
+        'deploy': ['onnx>=1.16', 'onnxscript>=0.2', 'onnxruntime>=1.18'],
         'tests': ['pytest'],
     },
 )

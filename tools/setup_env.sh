@@ -1,7 +1,7 @@
 # Sourced by tools/quickstart.sh and tools/run_tests.sh: creates .venv on first use, installs
 # this package with its dependencies (again whenever setup.py or requirements.txt change), and
-# activates it. torch is pinned to the CPU wheel on this project's machines; elsewhere set
-# TORCH_SPEC (e.g. TORCH_SPEC='torch>=2.1' for a CUDA machine).
+# activates it, with the test and deploy (ONNX) extras that the tests need. torch is pinned to
+# the CPU wheel on this project's machines; elsewhere set TORCH_SPEC (e.g. TORCH_SPEC='torch>=2.1' for a CUDA machine).
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 if [ ! -x "$VENV/bin/python" ]; then
@@ -13,6 +13,6 @@ stamp="$TORCH_SPEC $(cat setup.py requirements.txt | sha256sum)"
 if [ "$(cat "$VENV/.denseclip-installed" 2>/dev/null)" != "$stamp" ]; then
     echo "Installing $TORCH_SPEC and denseclip's dependencies into $VENV ..."
     python -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
-    python -m pip install --quiet --disable-pip-version-check -e '.[onedl,tests]'
+    python -m pip install --quiet --disable-pip-version-check -e '.[onedl,tests,deploy]'
     echo "$stamp" > "$VENV/.denseclip-installed"
 fi
