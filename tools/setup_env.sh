@@ -1,7 +1,8 @@
 # Sourced by tools/quickstart.sh and tools/run_tests.sh: creates .venv on first use, installs
 # this package with its dependencies (again whenever setup.py or requirements.txt change), and
 # activates it, with the test and deploy (ONNX) extras that the tests need. torch is pinned to
-# the CPU wheel on this project's machines; elsewhere set TORCH_SPEC (e.g. TORCH_SPEC='torch>=2.1' for a CUDA machine).
+# the CPU wheel on this project's machines; elsewhere set TORCH_SPEC (e.g.
+# TORCH_SPEC='torch>=2.1' for a CUDA machine).
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 if [ ! -x "$VENV/bin/python" ]; then
