@@ -1,4 +1,4 @@
-"""Every config under ``configs/`` (``_base_`` excluded) loads, is named as STYLE.md says, and
+"""Every config under ``configs/`` (but ``_base_``, see OWN_TESTS) loads, is named as STYLE.md says, and
 builds a model whose parts agree with each other (no weights are loaded).
 
 The full-size models are built on the CPU, one at a time (0.1-1.5 s each; the whole module
@@ -26,8 +26,12 @@ register_all_modules(init_default_scope=True)  # data preprocessors build in mms
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'configs'
+#: Folders with configs of other kinds, built and checked by their own test modules:
+#: CLIP contrastive training (test_clip_configs.py), zero-shot segmentation
+#: (test_zero_shot_configs.py).
+OWN_TESTS = ('_base_', 'clip', 'zero_shot')
 CONFIGS = sorted(path for path in CONFIG_DIR.rglob('*.py')
-                 if '_base_' not in path.relative_to(CONFIG_DIR).parts)
+                 if path.relative_to(CONFIG_DIR).parts[0] not in OWN_TESTS)
 IDS = [str(path.relative_to(CONFIG_DIR)) for path in CONFIGS]
 
 #: STYLE.md: {method}_{backbone}_{neck}_{gpus}xb{batch}-{iters}_{dataset}-{crop}.py; the neck is
