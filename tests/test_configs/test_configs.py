@@ -1,5 +1,6 @@
-"""Every config under ``configs/`` (but ``_base_``, see OWN_TESTS) loads, is named as STYLE.md says, and
-builds a model whose parts agree with each other (no weights are loaded).
+"""Every segmentation config under ``configs/`` (see OWN_TESTS for the folders left out)
+loads, is named as STYLE.md says, and builds a model whose parts agree with each other (no
+weights are loaded).
 
 The full-size models are built on the CPU, one at a time (0.1-1.5 s each; the whole module
 takes about 25 s on 2 cores with ``OMP_NUM_THREADS=1``). The meta device would be faster but
