@@ -3,13 +3,16 @@ from .checkpoint import build_model, infer_clip_config, load, read_state_dict
 from .errors import CheckpointError
 from .fit import StateDictFit, check_fit
 from .model import CLIP, contrastive_loss
+from .preprocess import CLIP_MEAN, CLIP_STD, read_image_rgb
 from .resnet import AttentionPool2d, ModifiedResNet, ResNetTrunk
 from .text import TextTransformer
 from .tokenizer import tokenize
 from .vit import VisionTransformer
+from .zero_shot import PHOTO_TEMPLATES, ZeroShotClassifier, build_classifier, read_templates
 
 __all__ = [
-    'CLIP', 'AttentionPool2d', 'CheckpointError', 'ModifiedResNet', 'ResNetTrunk', 'StateDictFit',
-    'TextTransformer', 'VisionTransformer', 'build_model', 'check_fit', 'contrastive_loss',
-    'infer_clip_config', 'load', 'read_state_dict', 'tokenize'
+    'CLIP', 'CLIP_MEAN', 'CLIP_STD', 'PHOTO_TEMPLATES', 'AttentionPool2d', 'CheckpointError',
+    'ModifiedResNet', 'ResNetTrunk', 'StateDictFit', 'TextTransformer', 'VisionTransformer',
+    'ZeroShotClassifier', 'build_classifier', 'build_model', 'check_fit', 'contrastive_loss',
+    'infer_clip_config', 'load', 'read_image_rgb', 'read_state_dict', 'read_templates', 'tokenize'
 ]
