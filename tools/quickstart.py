@@ -92,7 +92,9 @@ def main() -> None:
     os.makedirs(args.work_dir, exist_ok=True)
     cfg = Config.fromfile(CONFIG)
 
-    data_dir = str(generate_synthetic_ade20k(args.data_root))
+    # regenerates a synthetic dataset that its own marker shows to be of another format version
+    # or parameters; a folder without that marker is never touched
+    data_dir = str(generate_synthetic_ade20k(args.data_root, overwrite=True))
     print(f'synthetic data: {data_dir}', flush=True)
 
     untrained = osp.join(args.work_dir, 'untrained.pth')

@@ -1,11 +1,16 @@
-"""A deterministic synthetic dataset laid out exactly like ADE20K.
+"""A deterministic synthetic dataset laid out exactly like ADE20K, with
+captions, and an ImageFolder split of the same classes (one object per
+image) for zero-shot classification.
 
-Each image shows a noisy, low-saturation background ("other", label 0) with
+Each scene shows a noisy, low-saturation background ("other", label 0) with
 a few rectangles, ellipses, polygons and blobs drawn on top. Shape ``k`` is
 filled with the appearance of class ``k`` (1..K): a distinctive colour *and*
 texture (stripes, checker, dots, gradient or cloudy noise), jittered per
 instance and covered by pixel noise, so a small network must look at colour
-and local texture to segment it. Labels follow the drawn shapes exactly.
+and local texture to segment it. Labels follow the drawn shapes exactly. The
+caption of a scene names the classes left visible in its label map, largest
+first ("a photo of a wall, a floor and a bed."). An ImageFolder image shows
+one large shape of one class over the same background.
 
 The classes are named after the first K classes of ADE20K, so configs can
 use ``ADE20KDataset`` with ``metainfo=synthetic_metainfo(K)`` and
@@ -13,14 +18,26 @@ use ``ADE20KDataset`` with ``metainfo=synthetic_metainfo(K)`` and
 
 Layout written under ``root``::
 
-    ADEChallengeData2016/
+    ADEChallengeData2016/                  # generate_synthetic_ade20k
         images/{training,validation}/ADE_{train,val}_00000001.jpg
         annotations/{training,validation}/ADE_{train,val}_00000001.png
+        captions/{training,validation}.jsonl
         synthetic.json   # marker with the parameters, written last
+    imagefolder/                           # generate_synthetic_imagefolder
+        {training,validation}/<class name>/0001.jpg
+        {training,validation}.jsonl
+        synthetic.json
+
+A captions file holds one JSON object per line, the image path relative to
+``ADEChallengeData2016`` or ``imagefolder``::
+
+    {"image": "images/training/ADE_train_00000001.jpg",
+     "caption": "a photo of a wall and a floor."}        # on one line
 """
 import colorsys
 import json
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -28,9 +45,11 @@ import numpy as np
 from mmseg.datasets import ADE20KDataset
 
 DATASET_DIR = 'ADEChallengeData2016'
+IMAGE_FOLDER_DIR = 'imagefolder'
+CAPTION_DIR = 'captions'
 MARKER = 'synthetic.json'
 PARTIAL_MARKER = 'synthetic.incomplete.json'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: captions and the ImageFolder split; images unchanged
 # (split folder, file-name stem, parameter holding its size); the position
 # in this tuple is the split's entry in the per-image seed.
 SPLITS = (('training', 'ADE_train', 'num_train'),
@@ -39,6 +58,12 @@ MAX_CLASSES = len(ADE20KDataset.METAINFO['classes'])  # 150
 TEXTURES = ('stripes', 'checker', 'dots', 'gradient', 'clouds')
 GOLDEN_RATIO = 0.618033988749895  # spreads hues of consecutive classes
 JPEG_QUALITY = 95
+# Caption phrasings, one drawn per image; '{}' receives the class names,
+# each with its article: 'a photo of {}.' -> 'a photo of a tree and a road.'
+CAPTION_TEMPLATES = ('a photo of {}.', 'a picture of {}.',
+                     'an image of {}.', 'a rendering of {}.')
+# least share of an ImageFolder image that its one shape covers
+MIN_OBJECT_FRACTION = 0.2
 
 
 def synthetic_metainfo(num_classes: int) -> dict:
@@ -65,13 +90,14 @@ def generate_synthetic_ade20k(root: str | Path,
                               num_val: int = 40,
                               image_size: int | tuple[int, int] = 128,
                               seed: int = 0,
-                              overwrite: bool = False) -> Path:
+                              overwrite: bool = False,
+                              captions: bool = True) -> Path:
     """Write the synthetic dataset under ``root/ADEChallengeData2016``.
 
-    Idempotent: a complete dataset written with the same parameters is left
-    untouched. A dataset with other parameters, or one left half-written,
-    raises unless ``overwrite`` is set; a folder without our marker is never
-    deleted.
+    Idempotent: a complete dataset written with the same parameters (and
+    the same format version) is left untouched. A dataset with other
+    parameters, an older format, or one left half-written, raises unless
+    ``overwrite`` is set; a folder without our marker is never deleted.
 
     Args:
         root: Folder that will contain ``ADEChallengeData2016``.
@@ -82,6 +108,7 @@ def generate_synthetic_ade20k(root: str | Path,
         seed: Seed; the same parameters give byte-identical files.
         overwrite: Replace an existing synthetic dataset whose parameters
             differ or which is incomplete.
+        captions: Also write ``captions/{training,validation}.jsonl``.
 
     Returns:
         Path of the ``ADEChallengeData2016`` folder.
@@ -93,19 +120,111 @@ def generate_synthetic_ade20k(root: str | Path,
             parameters or is incomplete and ``overwrite`` is false.
         OSError: If an image cannot be written.
     """
-    params = _make_params(num_classes, num_train, num_val, image_size, seed)
+    if not isinstance(captions, bool):
+        raise ValueError(f'captions must be True or False, got {captions!r}')
+    params = dict(_make_params(num_classes, num_train, num_val, image_size,
+                               seed, max_count=10**8 - 1),  # 8-digit names
+                  captions=captions)
     data_dir = Path(root) / DATASET_DIR
-    if _is_complete(data_dir, params):
-        return data_dir
-    _prepare_folder(data_dir, params, overwrite)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _write_marker(data_dir / PARTIAL_MARKER, params)
+    expected = {data_dir / kind / split: params[count_key]
+                for split, _, count_key in SPLITS
+                for kind in ('images', 'annotations')}
+    if captions:
+        expected.update({data_dir / CAPTION_DIR / f'{split}.jsonl': None
+                         for split, _, _ in SPLITS})
+    owned = ('images', 'annotations', CAPTION_DIR)
+    return _generate(data_dir, params, expected, owned, overwrite,
+                     _write_scenes)
+
+
+def generate_synthetic_imagefolder(root: str | Path,
+                                   num_classes: int = 8,
+                                   num_train: int = 40,
+                                   num_val: int = 20,
+                                   image_size: int | tuple[int, int] = 128,
+                                   seed: int = 0,
+                                   overwrite: bool = False) -> Path:
+    """Write a zero-shot classification split under ``root/imagefolder``.
+
+    A standard ImageFolder tree, ``{training,validation}/<class>/0001.jpg``
+    with the stripped ADE20K names of the classes of
+    :func:`generate_synthetic_ade20k`: every image shows one large shape of
+    its folder's class (at least ``MIN_OBJECT_FRACTION`` of the image) over
+    the scenes' background, painted with the scenes' appearance model. Each
+    split also gets captions, ``{training,validation}.jsonl``, with image
+    paths relative to ``imagefolder`` ("a photo of a tree."). Idempotency,
+    markers and ``overwrite`` behave as in :func:`generate_synthetic_ade20k`.
+
+    Args:
+        root: Folder that will contain ``imagefolder``.
+        num_classes: Number of classes K, named after the first K of ADE20K.
+        num_train: Training images per class.
+        num_val: Validation images per class.
+        image_size: Side length, or ``(height, width)``, of every image.
+        seed: Seed; the same parameters give byte-identical files.
+        overwrite: Replace an existing split whose parameters differ or
+            which is incomplete.
+
+    Returns:
+        Path of the ``imagefolder`` folder.
+
+    Raises:
+        ValueError, FileExistsError, OSError: As
+            :func:`generate_synthetic_ade20k`.
+    """
+    params = _make_params(num_classes, num_train, num_val, image_size, seed,
+                          max_count=9999)  # 4-digit file names
+    data_dir = Path(root) / IMAGE_FOLDER_DIR
+    names = _stripped_names(num_classes)
+    expected = {data_dir / split / name: params[count_key]
+                for split, _, count_key in SPLITS for name in names}
+    expected.update({data_dir / f'{split}.jsonl': None
+                     for split, _, _ in SPLITS})
+    owned = tuple(split for split, _, _ in SPLITS) + tuple(
+        f'{split}.jsonl' for split, _, _ in SPLITS)
+    return _generate(data_dir, params, expected, owned, overwrite,
+                     _write_imagefolder)
+
+
+def caption(names: Sequence[str],
+            template: str = CAPTION_TEMPLATES[0]) -> str:
+    """Name classes in one sentence: 'a photo of a wall, a floor and a bed.'.
+
+    Args:
+        names: Class names, in the order to list them; surrounding spaces
+            are stripped (ADE20K has ``'bed '``).
+        template: Sentence with one ``{}`` for the listed names.
+
+    Returns:
+        The caption, each name with 'a' or 'an' before it.
+
+    Raises:
+        ValueError: If ``names`` is empty.
+    """
+    if not names:
+        raise ValueError('a caption needs at least one class name')
+    items = [('an ' if name.strip()[0] in 'aeiou' else 'a ') + name.strip()
+             for name in names]
+    listed = items[0] if len(items) == 1 else \
+        ', '.join(items[:-1]) + ' and ' + items[-1]
+    return template.format(listed)
+
+
+# --------------------------------------------------------------------------
+# Writing: scenes, the ImageFolder split, captions.
+# --------------------------------------------------------------------------
+
+
+def _write_scenes(data_dir: Path, params: dict) -> None:
+    num_classes, seed = params['num_classes'], params['seed']
     appearances = [_class_appearance(k) for k in range(num_classes + 1)]
+    names = _stripped_names(num_classes)
     for split_id, (split, stem, count_key) in enumerate(SPLITS):
         img_dir = data_dir / 'images' / split
         ann_dir = data_dir / 'annotations' / split
         img_dir.mkdir(parents=True, exist_ok=True)
         ann_dir.mkdir(parents=True, exist_ok=True)
+        records = []
         for i in range(params[count_key]):
             rng = np.random.default_rng([seed, split_id, i])
             img, label = render_scene(rng, params['image_size'], appearances)
@@ -113,14 +232,76 @@ def generate_synthetic_ade20k(root: str | Path,
             _imwrite(img_dir / f'{name}.jpg', img[..., ::-1],
                      [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             _imwrite(ann_dir / f'{name}.png', label, [])
-    _write_marker(data_dir / MARKER, params)
-    (data_dir / PARTIAL_MARKER).unlink()
-    return data_dir
+            # drawn after the scene, so the images do not depend on captions
+            template = CAPTION_TEMPLATES[rng.integers(len(CAPTION_TEMPLATES))]
+            records.append(dict(image=f'images/{split}/{name}.jpg',
+                                caption=caption(_visible(label, names),
+                                                template)))
+        if params['captions']:
+            _write_jsonl(data_dir / CAPTION_DIR / f'{split}.jsonl', records)
+
+
+def _write_imagefolder(data_dir: Path, params: dict) -> None:
+    num_classes, seed = params['num_classes'], params['seed']
+    appearances = [_class_appearance(k) for k in range(num_classes + 1)]
+    for split_id, (split, _, count_key) in enumerate(SPLITS):
+        records = []
+        for k, name in enumerate(_stripped_names(num_classes), start=1):
+            (data_dir / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(params[count_key]):
+                # split entry len(SPLITS) + split_id keeps these streams
+                # apart from the scenes' (seed, split_id, i)
+                rng = np.random.default_rng(
+                    [seed, len(SPLITS) + split_id, k, i])
+                img, _ = render_object(rng, params['image_size'],
+                                       appearances, k)
+                path = f'{split}/{name}/{i + 1:04d}.jpg'
+                _imwrite(data_dir / path, img[..., ::-1],
+                         [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                template = CAPTION_TEMPLATES[
+                    rng.integers(len(CAPTION_TEMPLATES))]
+                records.append(dict(image=path,
+                                    caption=caption([name], template)))
+        _write_jsonl(data_dir / f'{split}.jsonl', records)
+
+
+def _stripped_names(num_classes: int) -> list[str]:
+    return [name.strip()
+            for name in synthetic_metainfo(num_classes)['classes']]
+
+
+def _visible(label: np.ndarray, names: list[str]) -> list[str]:
+    """Names of the classes in a label map, largest area first."""
+    area = np.bincount(label.ravel(), minlength=len(names) + 1)[1:]
+    order = np.argsort(-area, kind='stable')
+    return [names[j] for j in order if area[j] > 0]
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(''.join(json.dumps(r) + '\n' for r in records))
 
 
 # --------------------------------------------------------------------------
 # Bookkeeping: parameters, marker files, idempotency.
 # --------------------------------------------------------------------------
+
+
+def _generate(data_dir: Path, params: dict, expected: dict[Path, int | None],
+              owned: tuple[str, ...], overwrite: bool,
+              write: Callable[[Path, dict], None]) -> Path:
+    """Run ``write(data_dir, params)`` between the two markers, unless
+    ``data_dir`` already holds exactly this data (see :func:`_is_complete`).
+    ``owned`` names the entries of ``data_dir`` that ``overwrite`` removes."""
+    if _is_complete(data_dir, params, expected):
+        return data_dir
+    _prepare_folder(data_dir, params, overwrite, owned)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _write_marker(data_dir / PARTIAL_MARKER, params)
+    write(data_dir, params)
+    _write_marker(data_dir / MARKER, params)
+    (data_dir / PARTIAL_MARKER).unlink()
+    return data_dir
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
@@ -130,11 +311,12 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
 
 
 def _make_params(num_classes: int, num_train: int, num_val: int,
-                 image_size: int | tuple[int, int], seed: int) -> dict:
+                 image_size: int | tuple[int, int], seed: int,
+                 max_count: int) -> dict:
     """Validate the arguments and return them as a JSON-able dict."""
     _check_range('num_classes', num_classes, 1, MAX_CLASSES)
-    _check_range('num_train', num_train, 1, 10**8 - 1)  # 8-digit file names
-    _check_range('num_val', num_val, 1, 10**8 - 1)
+    _check_range('num_train', num_train, 1, max_count)
+    _check_range('num_val', num_val, 1, max_count)
     _check_range('seed', seed, 0, 2**63 - 1)
     size = (image_size, image_size) if isinstance(image_size, int) \
         else tuple(image_size)
@@ -163,27 +345,26 @@ def _read_marker(path: Path) -> dict | None:
         return None
 
 
-def _expected_files(data_dir: Path, params: dict) -> dict[Path, int]:
-    return {
-        data_dir / kind / split: params[count_key]
-        for split, _, count_key in SPLITS
-        for kind in ('images', 'annotations')
-    }
-
-
-def _is_complete(data_dir: Path, params: dict) -> bool:
-    """Whether ``data_dir`` holds a finished dataset with ``params``."""
+def _is_complete(data_dir: Path, params: dict,
+                 expected: dict[Path, int | None]) -> bool:
+    """Whether ``data_dir`` holds a finished dataset with ``params``:
+    ``expected`` maps each folder to its number of entries, and each file
+    that must exist to ``None``."""
     if _read_marker(data_dir / MARKER) != params:
         return False
     if (data_dir / PARTIAL_MARKER).exists():
         return False
-    for folder, count in _expected_files(data_dir, params).items():
-        if not folder.is_dir() or len(list(folder.iterdir())) != count:
+    for path, count in expected.items():
+        if count is None:
+            if not path.is_file():
+                return False
+        elif not path.is_dir() or len(list(path.iterdir())) != count:
             return False
     return True
 
 
-def _prepare_folder(data_dir: Path, params: dict, overwrite: bool) -> None:
+def _prepare_folder(data_dir: Path, params: dict, overwrite: bool,
+                    owned: tuple[str, ...]) -> None:
     """Make ``data_dir`` ready for writing, or raise if it holds data."""
     if not data_dir.exists() or not any(data_dir.iterdir()):
         return
@@ -192,20 +373,27 @@ def _prepare_folder(data_dir: Path, params: dict, overwrite: bool) -> None:
     if not ours:
         raise FileExistsError(
             f'{data_dir} exists, is not empty and has no {MARKER} marker; '
-            'refusing to touch data that was not written by '
-            'generate_synthetic_ade20k. Choose another root.')
+            'refusing to touch data that was not written by this '
+            'synthetic-data generator. Choose another root.')
     if not overwrite:
         found = _read_marker(ours[0])
         if (data_dir / PARTIAL_MARKER).exists() or found == params:
             state = 'is incomplete (interrupted, or files were removed)'
+        elif (found or {}).get('version') != params['version']:
+            state = (f'has format version {(found or {}).get("version")}, '
+                     f'this code writes version {params["version"]}')
         else:
             state = 'was written with other parameters'
         raise FileExistsError(
             f'The synthetic dataset in {data_dir} {state}: {ours[0].name} '
             f'says {_describe(found)}, requested {_describe(params)}. '
             'Pass overwrite=True (--overwrite) to regenerate it.')
-    for folder in ('images', 'annotations'):
-        shutil.rmtree(data_dir / folder, ignore_errors=True)
+    for entry in owned:
+        path = data_dir / entry
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     for marker in ours:
         marker.unlink()
 
@@ -315,13 +503,20 @@ def _random_polygon(rng: np.random.Generator, center: np.ndarray,
     return np.round(pts).astype(np.int32)
 
 
-def _shape_mask(rng: np.random.Generator,
-                shape: tuple[int, int]) -> np.ndarray:
-    """A random rectangle/ellipse/polygon/blob mask ``[H, W]`` (uint8 0/1)."""
+def _shape_mask(rng: np.random.Generator, shape: tuple[int, int],
+                center_range: tuple[float, float] = (0.15, 0.85),
+                radius_range: tuple[float, float] = (0.12, 0.35)
+                ) -> np.ndarray:
+    """A random rectangle/ellipse/polygon/blob mask ``[H, W]`` (bool).
+
+    The centre and the half-extents are drawn from the given ranges, as
+    fractions of the image's width and height.
+    """
     h, w = shape
     mask = np.zeros(shape, np.uint8)
-    center = rng.uniform([0.15 * w, 0.15 * h], [0.85 * w, 0.85 * h])
-    radius = rng.uniform([0.12 * w, 0.12 * h], [0.35 * w, 0.35 * h])
+    (c0, c1), (r0, r1) = center_range, radius_range
+    center = rng.uniform([c0 * w, c0 * h], [c1 * w, c1 * h])
+    radius = rng.uniform([r0 * w, r0 * h], [r1 * w, r1 * h])
     kind = rng.integers(4)
     if kind == 0:
         top_left = np.round(center - radius).astype(int)
@@ -360,6 +555,39 @@ def render_scene(rng: np.random.Generator, image_size: tuple[int, int],
         mask = _shape_mask(rng, shape)
         canvas[mask] = _paint(rng, appearances[k], shape)[mask]
         label[mask] = k
-    canvas += rng.normal(0, 0.04, canvas.shape).astype(np.float32)
-    image = np.round(canvas.clip(0, 1) * 255).astype(np.uint8)
-    return image, label
+    return _add_noise(rng, canvas), label
+
+
+def render_object(rng: np.random.Generator, image_size: tuple[int, int],
+                  appearances: list[dict],
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one image of the ImageFolder split: a single large shape of
+    class ``k`` near the centre, over the background of the scenes.
+
+    Args:
+        rng: Source of randomness; the image depends only on its state.
+        image_size: ``(height, width)``.
+        appearances: As for :func:`render_scene`.
+        k: The class to draw, ``1..len(appearances) - 1``.
+
+    Returns:
+        ``(image, label)`` as :func:`render_scene`; the label is ``k`` on
+        the shape (at least ``MIN_OBJECT_FRACTION`` of the pixels), else 0.
+    """
+    if not 1 <= k < len(appearances):
+        raise ValueError(f'k must be a class in [1, {len(appearances) - 1}],'
+                         f' got {k!r}')
+    shape = (int(image_size[0]), int(image_size[1]))
+    canvas = _paint(rng, appearances[0], shape)
+    mask = np.zeros(shape, bool)
+    while mask.mean() < MIN_OBJECT_FRACTION:  # thin polygons are redrawn
+        mask = _shape_mask(rng, shape, center_range=(0.35, 0.65),
+                           radius_range=(0.3, 0.45))
+    canvas[mask] = _paint(rng, appearances[k], shape)[mask]
+    return _add_noise(rng, canvas), mask.astype(np.uint8) * k
+
+
+def _add_noise(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
+    """Pixel noise over a ``[H, W, 3]`` canvas in 0..1, as ``uint8``."""
+    canvas = canvas + rng.normal(0, 0.04, canvas.shape).astype(np.float32)
+    return np.round(canvas.clip(0, 1) * 255).astype(np.uint8)

@@ -221,3 +221,24 @@ def test_learnable_by_nearest_class_mean(tmp_path):
     accuracy = (classes[dist.argmin(1)] == y_val[fg]).mean()
     # chance is 1 / 8; measured 0.89 with seed 0
     assert accuracy > 0.6, accuracy
+
+
+def test_cli_captions_and_image_folder_options(tmp_path, monkeypatch, capsys):
+    tool = Path(__file__).parents[2] / 'tools' / 'make_synthetic_data.py'
+    main = runpy.run_path(str(tool))['main']
+    argv = ['make_synthetic_data.py', '--root', str(tmp_path), '--num-classes', '2',
+            '--num-train', '1', '--num-val', '1', '--size', '32', '--no-captions',
+            '--image-folder']
+    monkeypatch.setattr('sys.argv', argv)
+    main()
+    data_dir = tmp_path / 'ADEChallengeData2016'
+    assert not (data_dir / 'captions').exists()
+    assert json.loads((data_dir / MARKER).read_text())['captions'] is False
+    output = capsys.readouterr().out
+    assert '40 train / 20 val images per class' in output  # the default of --image-folder
+    for split, count in (('training', 40), ('validation', 20)):
+        assert len(list((tmp_path / 'imagefolder' / split / 'building').iterdir())) == count
+    monkeypatch.setattr('sys.argv', argv[:-1] + ['--captions', '--overwrite'])
+    main()
+    assert (data_dir / 'captions' / 'training.jsonl').is_file()
+    assert (tmp_path / 'imagefolder' / 'validation' / 'building').is_dir()  # left as it was
