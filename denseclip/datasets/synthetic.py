@@ -12,6 +12,10 @@ caption of a scene names the classes left visible in its label map, largest
 first ("a photo of a wall, a floor and a bed."). An ImageFolder image shows
 one large shape of one class over the same background.
 
+This module lays the data out and names it; the drawing lives in
+:mod:`.synthetic_render`, the markers that make writing idempotent in
+:mod:`.synthetic_markers`.
+
 The classes are named after the first K classes of ADE20K, so configs can
 use ``ADE20KDataset`` with ``metainfo=synthetic_metainfo(K)`` and
 ``reduce_zero_label=True`` (label 0 -> 255, class k -> k - 1).
@@ -34,36 +38,40 @@ A captions file holds one JSON object per line, the image path relative to
     {"image": "images/training/ADE_train_00000001.jpg",
      "caption": "a photo of a wall and a floor."}        # on one line
 """
-import colorsys
 import json
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 from mmseg.datasets import ADE20KDataset
 
+from .synthetic_markers import MARKER, PARTIAL_MARKER, generate_once
+from .synthetic_render import (MIN_OBJECT_FRACTION, class_appearance,
+                               render_object, render_scene)
+
+# The markers, MIN_OBJECT_FRACTION and the renderers stay importable from
+# here, where the tests and tools have always found them.
+__all__ = [
+    'CAPTION_TEMPLATES', 'MARKER', 'MIN_OBJECT_FRACTION', 'PARTIAL_MARKER',
+    'caption', 'generate_synthetic_ade20k', 'generate_synthetic_imagefolder',
+    'render_object', 'render_scene', 'synthetic_metainfo'
+]
+
 DATASET_DIR = 'ADEChallengeData2016'
 IMAGE_FOLDER_DIR = 'imagefolder'
 CAPTION_DIR = 'captions'
-MARKER = 'synthetic.json'
-PARTIAL_MARKER = 'synthetic.incomplete.json'
 FORMAT_VERSION = 2  # 2: captions and the ImageFolder split; images unchanged
 # (split folder, file-name stem, parameter holding its size); the position
 # in this tuple is the split's entry in the per-image seed.
 SPLITS = (('training', 'ADE_train', 'num_train'),
           ('validation', 'ADE_val', 'num_val'))
 MAX_CLASSES = len(ADE20KDataset.METAINFO['classes'])  # 150
-TEXTURES = ('stripes', 'checker', 'dots', 'gradient', 'clouds')
-GOLDEN_RATIO = 0.618033988749895  # spreads hues of consecutive classes
 JPEG_QUALITY = 95
 # Caption phrasings, one drawn per image; '{}' receives the class names,
 # each with its article: 'a photo of {}.' -> 'a photo of a tree and a road.'
 CAPTION_TEMPLATES = ('a photo of {}.', 'a picture of {}.',
                      'an image of {}.', 'a rendering of {}.')
-# least share of an ImageFolder image that its one shape covers
-MIN_OBJECT_FRACTION = 0.2
 
 
 def synthetic_metainfo(num_classes: int) -> dict:
@@ -133,8 +141,8 @@ def generate_synthetic_ade20k(root: str | Path,
         expected.update({data_dir / CAPTION_DIR / f'{split}.jsonl': None
                          for split, _, _ in SPLITS})
     owned = ('images', 'annotations', CAPTION_DIR)
-    return _generate(data_dir, params, expected, owned, overwrite,
-                     _write_scenes)
+    return generate_once(data_dir, params, expected, owned, overwrite,
+                         _write_scenes)
 
 
 def generate_synthetic_imagefolder(root: str | Path,
@@ -182,8 +190,8 @@ def generate_synthetic_imagefolder(root: str | Path,
                      for split, _, _ in SPLITS})
     owned = tuple(split for split, _, _ in SPLITS) + tuple(
         f'{split}.jsonl' for split, _, _ in SPLITS)
-    return _generate(data_dir, params, expected, owned, overwrite,
-                     _write_imagefolder)
+    return generate_once(data_dir, params, expected, owned, overwrite,
+                         _write_imagefolder)
 
 
 def caption(names: Sequence[str],
@@ -217,7 +225,7 @@ def caption(names: Sequence[str],
 
 def _write_scenes(data_dir: Path, params: dict) -> None:
     num_classes, seed = params['num_classes'], params['seed']
-    appearances = [_class_appearance(k) for k in range(num_classes + 1)]
+    appearances = [class_appearance(k) for k in range(num_classes + 1)]
     names = _stripped_names(num_classes)
     for split_id, (split, stem, count_key) in enumerate(SPLITS):
         img_dir = data_dir / 'images' / split
@@ -243,7 +251,7 @@ def _write_scenes(data_dir: Path, params: dict) -> None:
 
 def _write_imagefolder(data_dir: Path, params: dict) -> None:
     num_classes, seed = params['num_classes'], params['seed']
-    appearances = [_class_appearance(k) for k in range(num_classes + 1)]
+    appearances = [class_appearance(k) for k in range(num_classes + 1)]
     for split_id, (split, _, count_key) in enumerate(SPLITS):
         records = []
         for k, name in enumerate(_stripped_names(num_classes), start=1):
@@ -282,26 +290,14 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
     path.write_text(''.join(json.dumps(r) + '\n' for r in records))
 
 
-# --------------------------------------------------------------------------
-# Bookkeeping: parameters, marker files, idempotency.
-# --------------------------------------------------------------------------
+def _imwrite(path: Path, array: np.ndarray, flags: list[int]) -> None:
+    if not cv2.imwrite(str(path), np.ascontiguousarray(array), flags):
+        raise OSError(f'cv2 could not write {path}')
 
 
-def _generate(data_dir: Path, params: dict, expected: dict[Path, int | None],
-              owned: tuple[str, ...], overwrite: bool,
-              write: Callable[[Path, dict], None]) -> Path:
-    """Run ``write(data_dir, params)`` between the two markers, unless
-    ``data_dir`` already holds exactly this data (see :func:`_is_complete`).
-    ``owned`` names the entries of ``data_dir`` that ``overwrite`` removes."""
-    if _is_complete(data_dir, params, expected):
-        return data_dir
-    _prepare_folder(data_dir, params, overwrite, owned)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _write_marker(data_dir / PARTIAL_MARKER, params)
-    write(data_dir, params)
-    _write_marker(data_dir / MARKER, params)
-    (data_dir / PARTIAL_MARKER).unlink()
-    return data_dir
+# --------------------------------------------------------------------------
+# Parameters.
+# --------------------------------------------------------------------------
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
@@ -332,262 +328,3 @@ def _make_params(num_classes: int, num_train: int, num_val: int,
         num_val=int(num_val),
         image_size=[int(s) for s in size],
         seed=int(seed))
-
-
-def _write_marker(path: Path, params: dict) -> None:
-    path.write_text(json.dumps(params, indent=2, sort_keys=True) + '\n')
-
-
-def _read_marker(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _is_complete(data_dir: Path, params: dict,
-                 expected: dict[Path, int | None]) -> bool:
-    """Whether ``data_dir`` holds a finished dataset with ``params``:
-    ``expected`` maps each folder to its number of entries, and each file
-    that must exist to ``None``."""
-    if _read_marker(data_dir / MARKER) != params:
-        return False
-    if (data_dir / PARTIAL_MARKER).exists():
-        return False
-    for path, count in expected.items():
-        if count is None:
-            if not path.is_file():
-                return False
-        elif not path.is_dir() or len(list(path.iterdir())) != count:
-            return False
-    return True
-
-
-def _prepare_folder(data_dir: Path, params: dict, overwrite: bool,
-                    owned: tuple[str, ...]) -> None:
-    """Make ``data_dir`` ready for writing, or raise if it holds data."""
-    if not data_dir.exists() or not any(data_dir.iterdir()):
-        return
-    ours = [data_dir / m for m in (MARKER, PARTIAL_MARKER)
-            if (data_dir / m).exists()]
-    if not ours:
-        raise FileExistsError(
-            f'{data_dir} exists, is not empty and has no {MARKER} marker; '
-            'refusing to touch data that was not written by this '
-            'synthetic-data generator. Choose another root.')
-    if not overwrite:
-        found = _read_marker(ours[0])
-        if (data_dir / PARTIAL_MARKER).exists() or found == params:
-            state = 'is incomplete (interrupted, or files were removed)'
-        elif (found or {}).get('version') != params['version']:
-            state = (f'has format version {(found or {}).get("version")}, '
-                     f'this code writes version {params["version"]}')
-        else:
-            state = 'was written with other parameters'
-        raise FileExistsError(
-            f'The synthetic dataset in {data_dir} {state}: {ours[0].name} '
-            f'says {_describe(found)}, requested {_describe(params)}. '
-            'Pass overwrite=True (--overwrite) to regenerate it.')
-    for entry in owned:
-        path = data_dir / entry
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    for marker in ours:
-        marker.unlink()
-
-
-def _describe(params: dict | None) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
-def _imwrite(path: Path, array: np.ndarray, flags: list[int]) -> None:
-    if not cv2.imwrite(str(path), np.ascontiguousarray(array), flags):
-        raise OSError(f'cv2 could not write {path}')
-
-
-# --------------------------------------------------------------------------
-# Rendering: class appearances, shapes, scenes.
-# --------------------------------------------------------------------------
-
-
-def _class_appearance(k: int) -> dict:
-    """Fixed appearance of class ``k`` (0 = background), seed-independent.
-
-    Returns:
-        Dict with ``hue``/``sat``/``val`` of the base colour, the texture
-        name, its ``period`` in pixels, its ``angle`` in radians and its
-        ``contrast`` (value difference between the two texture colours).
-    """
-    if k == 0:
-        return dict(hue=0.0, sat=0.08, val=0.5, texture='clouds', period=24,
-                    angle=0.0, contrast=0.25, random_tint=True)
-    j = k - 1
-    return dict(
-        hue=(j * GOLDEN_RATIO) % 1.0,
-        sat=0.85 - 0.3 * ((j // 3) % 2),
-        val=0.8 - 0.2 * ((j // 5) % 2),
-        # shifted every 5 classes: the golden-ratio hues of j and j + 5 are
-        # close, so those two classes get different textures
-        texture=TEXTURES[(j + j // 5) % len(TEXTURES)],
-        period=(6, 10, 14)[(j // len(TEXTURES)) % 3],
-        angle=np.pi * ((j * 3) % 8) / 8,
-        contrast=0.35,
-        random_tint=False)
-
-
-def _texture(rng: np.random.Generator, name: str, period: float,
-             angle: float, shape: tuple[int, int]) -> np.ndarray:
-    """Return a pattern in [0, 1] of the given ``shape`` ``[H, W]``."""
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    yy, xx = yy + rng.uniform(0, period), xx + rng.uniform(0, period)
-    along = xx * np.cos(angle) + yy * np.sin(angle)
-    if name == 'stripes':
-        return 0.5 + 0.5 * np.sin(2 * np.pi * along / period)
-    if name == 'checker':
-        half = period / 2
-        return ((np.floor(xx / half) + np.floor(yy / half)) % 2)
-    if name == 'dots':
-        dy = (yy % period) - period / 2
-        dx = (xx % period) - period / 2
-        return (dx**2 + dy**2 < (period / 3)**2).astype(np.float32)
-    if name == 'gradient':
-        span = max(h, w) * rng.uniform(0.5, 1.0)
-        return np.clip((along - along.min()) / span, 0, 1)
-    if name == 'clouds':
-        grid = rng.random((max(2, h // int(period)), max(2, w // int(period))))
-        return cv2.resize(grid.astype(np.float32), (w, h),
-                          interpolation=cv2.INTER_CUBIC).clip(0, 1)
-    raise ValueError(f'unknown texture {name!r}')
-
-
-def _hsv_to_rgb(hue: float, sat: float, val: float) -> np.ndarray:
-    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, np.clip(sat, 0, 1),
-                                  np.clip(val, 0, 1))
-    return np.array([r, g, b], dtype=np.float32)
-
-
-def _paint(rng: np.random.Generator, look: dict,
-           shape: tuple[int, int]) -> np.ndarray:
-    """Render one jittered instance of an appearance, ``[H, W, 3]`` in 0..1."""
-    hue = look['hue'] + rng.normal(0, 0.02)
-    sat = look['sat'] * rng.uniform(0.85, 1.1)
-    val = look['val'] * rng.uniform(0.85, 1.1)
-    if look['random_tint']:  # background: any hue, mid brightness
-        hue, val = rng.random(), rng.uniform(0.35, 0.65)
-    period = look['period'] * rng.uniform(0.9, 1.1)
-    angle = look['angle'] + rng.normal(0, 0.08)
-    pattern = _texture(rng, look['texture'], period, angle, shape)
-    dark = _hsv_to_rgb(hue, sat, val - look['contrast'])
-    light = _hsv_to_rgb(hue, sat * 0.9, val + look['contrast'] / 2)
-    return dark + pattern[..., None] * (light - dark)
-
-
-def _random_polygon(rng: np.random.Generator, center: np.ndarray,
-                    radius: np.ndarray, blob: bool) -> np.ndarray:
-    """Vertices ``[N, 2]`` (x, y) of a star-shaped polygon or smooth blob."""
-    n = 48 if blob else int(rng.integers(3, 8))
-    angles = np.sort(rng.uniform(0, 2 * np.pi, n)) if not blob \
-        else np.linspace(0, 2 * np.pi, n, endpoint=False)
-    if blob:  # radius modulated by a few low harmonics
-        scale = np.ones(n)
-        for harmonic in (2, 3, 4):
-            scale += rng.uniform(0, 0.25) * np.cos(
-                harmonic * angles + rng.uniform(0, 2 * np.pi))
-    else:
-        scale = rng.uniform(0.6, 1.0, n)
-    pts = center + np.stack([np.cos(angles), np.sin(angles)], 1) \
-        * radius * scale[:, None]
-    return np.round(pts).astype(np.int32)
-
-
-def _shape_mask(rng: np.random.Generator, shape: tuple[int, int],
-                center_range: tuple[float, float] = (0.15, 0.85),
-                radius_range: tuple[float, float] = (0.12, 0.35)
-                ) -> np.ndarray:
-    """A random rectangle/ellipse/polygon/blob mask ``[H, W]`` (bool).
-
-    The centre and the half-extents are drawn from the given ranges, as
-    fractions of the image's width and height.
-    """
-    h, w = shape
-    mask = np.zeros(shape, np.uint8)
-    (c0, c1), (r0, r1) = center_range, radius_range
-    center = rng.uniform([c0 * w, c0 * h], [c1 * w, c1 * h])
-    radius = rng.uniform([r0 * w, r0 * h], [r1 * w, r1 * h])
-    kind = rng.integers(4)
-    if kind == 0:
-        top_left = np.round(center - radius).astype(int)
-        bottom_right = np.round(center + radius).astype(int)
-        cv2.rectangle(mask, tuple(map(int, top_left)),
-                      tuple(map(int, bottom_right)), 1, thickness=-1)
-    elif kind == 1:
-        cv2.ellipse(mask, tuple(map(int, np.round(center))),
-                    tuple(map(int, np.round(radius))),
-                    float(rng.uniform(0, 180)), 0, 360, 1, thickness=-1)
-    else:
-        pts = _random_polygon(rng, center, radius, blob=kind == 3)
-        cv2.fillPoly(mask, [pts], 1)
-    return mask.astype(bool)
-
-
-def render_scene(rng: np.random.Generator, image_size: tuple[int, int],
-                 appearances: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one image and its label map.
-
-    Args:
-        rng: Source of randomness; the scene depends only on its state.
-        image_size: ``(height, width)``.
-        appearances: ``appearances[k]`` describes class k; entry 0 is the
-            background.
-
-    Returns:
-        ``(image, label)``: RGB ``uint8 [H, W, 3]`` and ``uint8 [H, W]``
-        with values in ``0..len(appearances) - 1``.
-    """
-    shape = (int(image_size[0]), int(image_size[1]))
-    canvas = _paint(rng, appearances[0], shape)
-    label = np.zeros(shape, np.uint8)
-    for _ in range(int(rng.integers(3, 7))):
-        k = int(rng.integers(1, len(appearances)))
-        mask = _shape_mask(rng, shape)
-        canvas[mask] = _paint(rng, appearances[k], shape)[mask]
-        label[mask] = k
-    return _add_noise(rng, canvas), label
-
-
-def render_object(rng: np.random.Generator, image_size: tuple[int, int],
-                  appearances: list[dict],
-                  k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one image of the ImageFolder split: a single large shape of
-    class ``k`` near the centre, over the background of the scenes.
-
-    Args:
-        rng: Source of randomness; the image depends only on its state.
-        image_size: ``(height, width)``.
-        appearances: As for :func:`render_scene`.
-        k: The class to draw, ``1..len(appearances) - 1``.
-
-    Returns:
-        ``(image, label)`` as :func:`render_scene`; the label is ``k`` on
-        the shape (at least ``MIN_OBJECT_FRACTION`` of the pixels), else 0.
-    """
-    if not 1 <= k < len(appearances):
-        raise ValueError(f'k must be a class in [1, {len(appearances) - 1}],'
-                         f' got {k!r}')
-    shape = (int(image_size[0]), int(image_size[1]))
-    canvas = _paint(rng, appearances[0], shape)
-    mask = np.zeros(shape, bool)
-    while mask.mean() < MIN_OBJECT_FRACTION:  # thin polygons are redrawn
-        mask = _shape_mask(rng, shape, center_range=(0.35, 0.65),
-                           radius_range=(0.3, 0.45))
-    canvas[mask] = _paint(rng, appearances[k], shape)[mask]
-    return _add_noise(rng, canvas), mask.astype(np.uint8) * k
-
-
-def _add_noise(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
-    """Pixel noise over a ``[H, W, 3]`` canvas in 0..1, as ``uint8``."""
-    canvas = canvas + rng.normal(0, 0.04, canvas.shape).astype(np.float32)
-    return np.round(canvas.clip(0, 1) * 255).astype(np.uint8)

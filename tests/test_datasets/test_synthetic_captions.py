@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from denseclip.datasets.synthetic import (CAPTION_TEMPLATES, MARKER, MIN_OBJECT_FRACTION,
-                                          PARTIAL_MARKER, _class_appearance, caption,
+                                          PARTIAL_MARKER, caption,
                                           generate_synthetic_ade20k,
                                           generate_synthetic_imagefolder, render_object,
                                           synthetic_metainfo)
+from denseclip.datasets.synthetic_render import class_appearance
 
 # 12 classes reach 'earth' (class 14 is not needed: 'an' is tested on the caption function)
 SCENES = dict(num_classes=12, num_train=8, num_val=4, image_size=(40, 48))
@@ -144,7 +145,7 @@ def test_image_folder_layout_and_captions(folder):
 def test_image_folder_images_show_their_class(folder):
     """Every file is the rendering of one large shape of its folder's class."""
     size = FOLDER['image_size']
-    appearances = [_class_appearance(k) for k in range(FOLDER['num_classes'] + 1)]
+    appearances = [class_appearance(k) for k in range(FOLDER['num_classes'] + 1)]
     for split_id, (split, key) in enumerate(SPLITS):
         for k, name in enumerate(_names(FOLDER['num_classes']), start=1):
             for i in range(FOLDER[key]):
