@@ -10,6 +10,9 @@ pixel-text score map (cosine similarity between every pixel's embedding and the 
 embedding, upsampled to the image) with the name as title and a colour bar. Titles, legend and
 colour bars lie outside the panels. Score maps come from the same preprocessed input as the
 prediction, computed over the whole input in one pass even for sliding-window configs.
+
+A zero-shot config (configs/zero_shot/) takes the CLIP archive as CHECKPOINT and classifies
+every pixel by text, so --classes sets the classes of the prediction panel too.
 """
 import argparse
 import os
@@ -41,7 +44,9 @@ def parse_args() -> argparse.Namespace:
         'tokens each) and draw their score maps. The decoder is NOT affected: its input '
         'channels are tied to the trained classes, so the prediction panel still shows the '
         'trained classes. The context decoder lets the names attend to each other, so a '
-        "name's map depends a little on the other names asked with it")
+        "name's map depends a little on the other names asked with it. A zero-shot config "
+        '(configs/zero_shot/, CHECKPOINT = the CLIP archive) predicts these names instead: '
+        'the prediction panel shows them')
     parser.add_argument('--opacity', type=float, default=0.5,
                         help='opacity of the class colours over the image, in (0, 1]')
     parser.add_argument('--softmax', action='store_true',

@@ -2,7 +2,8 @@
 
 Single-scale evaluation by default; ``--tta`` evaluates with the config's multi-scale + flip
 ``tta_pipeline``. Distributed: ``tools/dist_test.sh`` or ``tools/slurm_test.sh``. The config is
-prepared as for every entry point (``denseclip.engine.config.prepare_config``).
+prepared as for every entry point (``denseclip.engine.config.prepare_config``). For a zero-shot
+config (``configs/zero_shot/``) CHECKPOINT is the CLIP archive itself (``pretrained/RN50.pt``).
 """
 import argparse
 import os
@@ -11,6 +12,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from denseclip.apis.inference import load_clip_archive, takes_clip_archive
 from denseclip.engine import KnownLogRecords, ignore_known_warnings
 from denseclip.engine.config import prepare_config
 
@@ -77,7 +79,9 @@ def main() -> dict:
     # fallbacks, the work dir
     cfg = prepare_config(args.config, args.cfg_options, launcher=args.launcher,
                          work_dir=args.work_dir, tta=args.tta, check_data=True)
-    cfg.load_from = args.checkpoint
+    # a zero-shot segmentor's CHECKPOINT is the CLIP archive itself, loaded into both towers
+    clip_archive = takes_clip_archive(cfg)
+    cfg.load_from = None if clip_archive else args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
     if args.amp:
@@ -89,6 +93,8 @@ def main() -> dict:
     ignore_known_warnings()  # known-harmless mmseg/mmengine messages, denseclip/engine/console.py
     runner = Runner.from_cfg(cfg)
     runner.logger.addFilter(KnownLogRecords())
+    if clip_archive:
+        load_clip_archive(runner.model, args.checkpoint)
     return runner.test()
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmseg.apis import init_model as mmseg_init_model
+from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
@@ -34,6 +36,25 @@ def dataset_meta(meta: dict, model: nn.Module) -> Optional[dict]:
     return dict(classes=classes, palette=None) if classes else None
 
 
+def takes_clip_archive(cfg: Config) -> bool:
+    """Whether the model of ``cfg`` takes every weight from a CLIP archive (the zero-shot
+    segmentor says so with ``clip_archive_is_checkpoint``): then the tools' CHECKPOINT is that
+    archive, loaded into both towers, instead of an mmengine checkpoint of the segmentor."""
+    model = cfg.model
+    while model.get('module') is not None:  # tools/test.py --tta: SegTTAModel(module=...)
+        model = model.module
+    kind = model.get('type')
+    model_class = MODELS.get(kind) if isinstance(kind, str) else kind
+    return bool(getattr(model_class, 'clip_archive_is_checkpoint', False))
+
+
+def load_clip_archive(model: nn.Module, path: str) -> None:
+    """Loads a CLIP archive into a (possibly wrapped: DDP, TTA) zero-shot segmentor."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    model.load_clip(path)
+
+
 def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,
                device: str = 'cpu', cfg_options: Optional[dict] = None) -> nn.Module:
     """mmseg's ``init_model`` for DenseCLIP configs, refusing checkpoints that do not fit.
@@ -42,7 +63,8 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
     (:func:`~denseclip.engine.config.prepare_config`: class names from the dataset, SyncBN ->
     BN, safe loading); builds the model with ``mmseg.apis.init_model``, which loads no CLIP
     weights (the checkpoint holds every weight), then loads the checkpoint only if it fits the
-    model key by key and shape by shape. Use it with :func:`inference_model`.
+    model key by key and shape by shape. Use it with :func:`inference_model`. A zero-shot
+    segmentor's checkpoint is the CLIP archive itself (:func:`takes_clip_archive`).
 
     Args:
         config: Config file or object.
@@ -58,7 +80,10 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
         config = copy.deepcopy(config)
     cfg = prepare_config(config, cfg_options, device=device)
     model = mmseg_init_model(cfg, None, device=device)
-    if checkpoint is not None:
+    if checkpoint is not None and takes_clip_archive(cfg):
+        load_clip_archive(model, checkpoint)
+        model.dataset_meta = dataset_meta({}, model)
+    elif checkpoint is not None:
         meta = load_checkpoint(model, checkpoint).get('meta') or {}
         model.dataset_meta = dataset_meta(meta, model)
     return model

@@ -1,5 +1,7 @@
 """For DenseCLIP, the decoder's prediction with the pixel-text score maps of the same
-preprocessed input, brought back to the image's original size."""
+preprocessed input, brought back to the image's original size; the same for the zero-shot
+segmentor, whose prediction follows the queried names too."""
+import contextlib
 from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
@@ -21,10 +23,13 @@ class ScoreMapResult(NamedTuple):
             one per name of ``class_names``.
         class_names: The names the score maps belong to: the trained classes, or the queried
             ones (open vocabulary).
+        predicted_classes: The names of the prediction's labels: the trained classes, or for
+            a zero-shot segmentor the queried names.
     """
     data_sample: SegDataSample
     score_maps: torch.Tensor
     class_names: tuple[str, ...]
+    predicted_classes: tuple[str, ...] = ()
 
 
 def preprocess(model: nn.Module, image: ImageType) -> dict:
@@ -60,21 +65,25 @@ def predict_with_score_maps(model: nn.Module, image: ImageType,
     stripped of padding and resized to the original image.
 
     Args:
-        model: A DenseCLIP segmentor from ``denseclip.apis.init_model``.
+        model: A DenseCLIP or zero-shot segmentor from ``denseclip.apis.init_model``.
         image: An image path or a BGR ``uint8`` array (as ``cv2.imread`` returns).
         class_names: Names to match the pixels against instead of the trained classes (open
-            vocabulary). Only the text branch sees them: the decoder keeps its trained classes,
-            so ``data_sample`` does not change.
+            vocabulary). For DenseCLIP only the text branch sees them: the decoder keeps its
+            trained classes, so ``data_sample`` does not change. A zero-shot segmentor (it has
+            ``using_classes``) predicts these names instead.
     """
     if not hasattr(model, 'score_maps'):
         raise TypeError(f'{type(model).__name__} has no pixel-text score maps; a DenseCLIP '
-                        'config is needed')
+                        'or zero-shot (configs/zero_shot/) config is needed')
     data = preprocess(model, image)
     inputs, data_samples = data['inputs'], data['data_samples']
-    data_sample = model.predict(inputs, data_samples)[0]
     names = tuple(model.class_names if class_names is None else class_names)
-    maps = model.score_maps(inputs, None if class_names is None else names,
-                            size=tuple(inputs.shape[-2:]))
-    align_corners = getattr(model.decode_head, 'align_corners', False)
-    return ScoreMapResult(data_sample,
-                          to_original_size(maps, data_sample.metainfo, align_corners), names)
+    follows = class_names is not None and hasattr(model, 'using_classes')
+    with model.using_classes(names) if follows else contextlib.nullcontext():
+        data_sample = model.predict(inputs, data_samples)[0]
+        predicted = tuple(model.class_names)
+        maps = model.score_maps(inputs, None if class_names is None else names,
+                                size=tuple(inputs.shape[-2:]))
+    align_corners = getattr(model, 'align_corners', False)  # the decode head's (mmseg)
+    return ScoreMapResult(data_sample, to_original_size(maps, data_sample.metainfo, align_corners),
+                          names, predicted)

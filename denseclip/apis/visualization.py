@@ -262,11 +262,12 @@ def save_picture(picture_rgb: np.ndarray, path: str | os.PathLike) -> None:
         raise OSError(f'could not write {path!r} (does its folder exist?)')
 
 
-def _classes_and_palette(model) -> tuple[list[str], list[list[int]]]:
-    """The decoder's class names and the palette of the checkpoint's dataset (if it fits)."""
-    classes = list(model.class_names)
+def _classes_and_palette(model, classes: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """The predicted class names and the palette of the checkpoint's dataset (if it fits);
+    names other than the model's (a zero-shot query) get colours of their own."""
+    classes = list(classes)
     palette = (getattr(model, 'dataset_meta', None) or {}).get('palette')
-    if not palette or len(palette) < len(classes):
+    if tuple(classes) != tuple(model.class_names) or not palette or len(palette) < len(classes):
         palette = default_palette(len(classes))
     return classes, [list(colour) for colour in palette[:len(classes)]]
 
@@ -304,8 +305,8 @@ def demo_picture(model, image, score_classes: Optional[Sequence[str]] = None,
         score_classes: Names whose score maps to draw; ``None`` draws none unless
             ``class_names`` is given (then all of them); an empty list draws the predicted
             classes.
-        class_names: Open-vocabulary names for the text branch; the decoder keeps predicting
-            its trained classes.
+        class_names: Open-vocabulary names for the text branch; DenseCLIP's decoder keeps
+            predicting its trained classes, a zero-shot segmentor predicts these names.
         opacity: Of the class colours over the image.
         scale: Integer enlargement of every panel.
         softmax: Draw ``softmax(s / tau)`` over the names instead of cosine similarities.
@@ -316,7 +317,7 @@ def demo_picture(model, image, score_classes: Optional[Sequence[str]] = None,
     result = predict_with_score_maps(model, image, class_names)
     image_rgb = (np.ascontiguousarray(image[..., ::-1]) if isinstance(image, np.ndarray)
                  else mmcv.imread(os.fspath(image), channel_order='rgb'))
-    classes, palette = _classes_and_palette(model)
+    classes, palette = _classes_and_palette(model, result.predicted_classes)
     prediction = result.data_sample.pred_sem_seg.data[0].cpu()
     overlay = draw_prediction(image_rgb, result.data_sample, classes, palette, opacity)
     legend = legend_entries(prediction, classes, palette)

@@ -6,8 +6,10 @@ from .identity_head import IdentityHead
 from .prompter import PreModelPrompter
 from .segmentor import DenseCLIP
 from .text_encoder import CLIPTextContextEncoder
+from .zero_shot_segmentor import ZeroShotCLIPSegmentor
 
 __all__ = [
     'BackboneWithAttentionPool', 'CLIPResNet', 'CLIPResNetWithAttention', 'CLIPTextContextEncoder',
-    'CLIPVisionTransformer', 'ContextDecoder', 'DenseCLIP', 'IdentityHead', 'PreModelPrompter'
+    'CLIPVisionTransformer', 'ContextDecoder', 'DenseCLIP', 'IdentityHead', 'PreModelPrompter',
+    'ZeroShotCLIPSegmentor'
 ]

@@ -133,3 +133,47 @@ def test_softmax_maps_are_probabilities(model, image_path):
                                 softmax=True)
     probabilities = torch.softmax(result.score_maps / model.tau, dim=0)
     torch.testing.assert_close(probabilities.sum(0), torch.ones(HEIGHT, WIDTH))
+
+
+# ------------------------------------------------------------------ zero-shot configs
+ZERO_SHOT = ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-64x64.py'
+QUERY = ['grass', 'water', 'sky']
+
+
+@pytest.fixture(scope='module')
+def clip_archive(tmp_path_factory) -> Path:
+    """A tiny random CLIP of the zero-shot synthetic config's shape, as a plain state dict."""
+    from denseclip.clip import CLIP
+    torch.manual_seed(0)
+    clip = CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                vision_patch_size=None, context_length=77, vocab_size=49408,
+                transformer_width=64, transformer_heads=1, transformer_layers=2)
+    path = tmp_path_factory.mktemp('clip') / 'RN-tiny.pth'
+    torch.save(clip.state_dict(), path)
+    return path
+
+
+def test_zero_shot_demo_predicts_the_asked_classes(clip_archive, image_path, tmp_path, capsys):
+    """With a zero-shot config the CHECKPOINT is the CLIP archive and --classes are predicted."""
+    from denseclip.apis.visualization import default_palette
+    out = tmp_path / 'zero_shot.png'
+    run_demo(str(image_path), str(ZERO_SHOT), str(clip_archive), '--out', str(out),
+             '--classes', ', '.join(QUERY))
+    assert 'input + prediction + 3 score map(s), each panel 96x80' in capsys.readouterr().out
+    picture = cv2.imread(str(out))[..., ::-1]
+    assert picture.shape[1] == 5 * (WIDTH + 2 * PAD)  # input, prediction, one map per name
+    model = init_model(ZERO_SHOT, str(clip_archive))
+    trained = inference_model(model, str(image_path))
+    assert trained.seg_logits.data.shape == (8, HEIGHT, WIDTH)  # the dataset's 8 classes
+    with model.using_classes(QUERY):
+        asked = inference_model(model, str(image_path))
+    assert asked.seg_logits.data.shape == (3, HEIGHT, WIDTH)
+    image = cv2.imread(str(image_path))[..., ::-1]
+    overlay = draw_prediction(image.copy(), asked, QUERY, default_palette(3), opacity=0.5)
+    np.testing.assert_array_equal(panel(picture, 1), overlay)  # the prediction over QUERY
+    _, _, result = demo_picture(model, str(image_path), class_names=QUERY, softmax=True)
+    assert result.predicted_classes == tuple(QUERY) and len(model.class_names) == 8
+    assert torch.equal(result.data_sample.pred_sem_seg.data, asked.pred_sem_seg.data)
+    # the score maps are the logits over 100 (CLIP's logit scale)
+    torch.testing.assert_close(result.score_maps * 100, asked.seg_logits.data, rtol=1e-4,
+                               atol=1e-3)
