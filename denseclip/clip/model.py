@@ -34,6 +34,24 @@ class CLIP(TextTransformer):
                                             output_dim=embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
+    def reset_image_parameters(self) -> None:
+        """OpenAI's initialisation of a ResNet image tower, for training from scratch.
+
+        The attention pool's projections are drawn with std ``in_features ** -0.5`` and the
+        last BN of every bottleneck starts at zero, so each block starts as the identity.
+        The ViT tower is initialised this way by its constructor already. Not called by the
+        constructor: models built for loading weights keep their construction as it was.
+        """
+        if not isinstance(self.visual, ModifiedResNet):
+            return
+        pool = self.visual.attnpool
+        for projection in (pool.q_proj, pool.k_proj, pool.v_proj, pool.c_proj):
+            nn.init.normal_(projection.weight, std=projection.in_features ** -0.5)
+        for stage in (self.visual.layer1, self.visual.layer2, self.visual.layer3,
+                      self.visual.layer4):
+            for block in stage:
+                nn.init.zeros_(block.bn3.weight)
+
     @property
     def dtype(self) -> torch.dtype:
         return self.text_projection.dtype
@@ -52,7 +70,11 @@ class CLIP(TextTransformer):
 
 
 def contrastive_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE loss over a square ``[N, N]`` similarity matrix."""
+    """CLIP's symmetric InfoNCE loss over a square ``[N, N]`` similarity matrix.
+
+    For one process; :func:`denseclip.clip.loss.gathered_contrastive_loss` scores each rank's
+    pairs against the batch of all ranks.
+    """
     if logits_per_image.ndim != 2 or logits_per_image.shape[0] != logits_per_image.shape[1]:
         raise ValueError('the contrastive loss needs a square [N, N] logit matrix, got '
                          f'{tuple(logits_per_image.shape)}')

@@ -129,11 +129,22 @@ class CheckedDataset:
                       hint=True)
 
 
+def checks_own_files(dataset_cfg: dict) -> bool:
+    """Whether the dataset class checks its own files (``checks_own_files = True``, as
+    :class:`~denseclip.datasets.ImageTextDataset` does): it has no class names or label maps
+    for :class:`CheckedDataset` to check."""
+    dataset_type = dataset_cfg.get('type')
+    if isinstance(dataset_type, str):
+        dataset_type = DATASETS.get(dataset_type)
+    return bool(getattr(dataset_type, 'checks_own_files', False))
+
+
 def wrap_datasets(cfg: Config) -> None:
-    """Wraps the dataset of every dataloader in ``cfg`` with :class:`CheckedDataset`."""
+    """Wraps the dataset of every dataloader in ``cfg`` with :class:`CheckedDataset`, except
+    datasets that check their own files."""
     for key in LOADERS:
         loader = cfg.get(key)
-        if not loader or not loader.get('dataset'):
+        if not loader or not loader.get('dataset') or checks_own_files(loader.dataset):
             continue
         if loader.dataset.get('type') not in ('CheckedDataset', CheckedDataset):
             loader.dataset = dict(type='CheckedDataset', dataset=loader.dataset,

@@ -1,6 +1,7 @@
 """DenseCLIP's mmseg plug-ins, registered into ``mmseg.registry.MODELS`` on import."""
 from .backbones import (BackboneWithAttentionPool, CLIPResNet, CLIPResNetWithAttention,
                         CLIPVisionTransformer)
+from .clip_contrastive import CLIPContrastive, CLIPDataPreprocessor
 from .context_decoder import ContextDecoder
 from .identity_head import IdentityHead
 from .prompter import PreModelPrompter
@@ -9,7 +10,7 @@ from .text_encoder import CLIPTextContextEncoder
 from .zero_shot_segmentor import ZeroShotCLIPSegmentor
 
 __all__ = [
-    'BackboneWithAttentionPool', 'CLIPResNet', 'CLIPResNetWithAttention', 'CLIPTextContextEncoder',
-    'CLIPVisionTransformer', 'ContextDecoder', 'DenseCLIP', 'IdentityHead', 'PreModelPrompter',
-    'ZeroShotCLIPSegmentor'
+    'BackboneWithAttentionPool', 'CLIPContrastive', 'CLIPDataPreprocessor', 'CLIPResNet',
+    'CLIPResNetWithAttention', 'CLIPTextContextEncoder', 'CLIPVisionTransformer',
+    'ContextDecoder', 'DenseCLIP', 'IdentityHead', 'PreModelPrompter', 'ZeroShotCLIPSegmentor'
 ]
