@@ -4,10 +4,14 @@ Parameter names follow OpenAI's CLIP (``attn.in_proj_weight``, ``mlp.c_fc``, ``l
 its state dicts load without renaming.
 """
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
 
 class QuickGELU(nn.Module):
@@ -88,21 +92,53 @@ class ResidualAttentionBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.ln_2(x)))
 
 
+@contextmanager
+def _keep_norm_statistics(block: nn.Module) -> Iterator[None]:
+    """Restores the BatchNorm buffers of ``block`` that a recomputation updates a second time."""
+    buffers = [buffer for module in block.modules() if isinstance(module, _BatchNorm)
+               for buffer in module.buffers()]
+    saved = [buffer.clone() for buffer in buffers]
+    try:
+        yield
+    finally:
+        for buffer, value in zip(buffers, saved):
+            buffer.copy_(value)
+
+
+def forward_block(block: nn.Module, x: torch.Tensor, with_cp: bool) -> torch.Tensor:
+    """``block(x)``, activation-checkpointed when ``with_cp`` and training with grad enabled.
+
+    Checkpointed, the block keeps only its input; backward runs its forward again (same random
+    draws, BatchNorm running statistics updated once) to get the activations it needs. Outputs,
+    gradients and buffers are those of ``block(x)``; memory falls, compute rises by a forward.
+    """
+    if not (with_cp and block.training and torch.is_grad_enabled()):
+        return block(x)
+    return checkpoint(block, x, use_reentrant=False,
+                      context_fn=lambda: (nullcontext(), _keep_norm_statistics(block)))
+
+
 class Transformer(nn.Module):
-    """A stack of residual attention blocks on ``[L, B, C]`` sequences (``resblocks.N``)."""
+    """A stack of residual attention blocks on ``[L, B, C]`` sequences (``resblocks.N``).
+
+    ``with_cp`` checkpoints every block's activations in training (:func:`forward_block`).
+    """
 
     def __init__(self, width: int, layers: int, heads: int, causal: bool = False,
-                 drop_path_rate: float = 0.0):
+                 drop_path_rate: float = 0.0, with_cp: bool = False):
         super().__init__()
         self.width = width
         self.layers = layers
+        self.with_cp = with_cp
         # drop-path rate rising linearly from 0 to drop_path_rate over the blocks
         rates = [drop_path_rate * i / max(layers - 1, 1) for i in range(layers)]
         self.resblocks = nn.Sequential(*[
             ResidualAttentionBlock(width, heads, causal, rate) for rate in rates])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.resblocks(x)
+        for block in self.resblocks:
+            x = forward_block(block, x, self.with_cp)
+        return x
 
 
 def resize_grid_embedding(embedding: torch.Tensor, num_prefix: int,

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import check_resolution, resize_grid_embedding
+from .layers import check_resolution, forward_block, resize_grid_embedding
 
 
 class Bottleneck(nn.Module):
@@ -83,12 +83,18 @@ class AttentionPool2d(nn.Module):
 
 
 class ResNetTrunk(nn.Module):
-    """CLIP's ResNet without its head: three-conv stem and four anti-aliased stages."""
+    """CLIP's ResNet without its head: three-conv stem and four anti-aliased stages.
 
-    def __init__(self, layers: tuple[int, int, int, int], width: int = 64):
+    ``with_cp`` checkpoints every bottleneck's activations in training
+    (:func:`~denseclip.clip.layers.forward_block`), as mmseg's ResNet does.
+    """
+
+    def __init__(self, layers: tuple[int, int, int, int], width: int = 64,
+                 with_cp: bool = False):
         super().__init__()
         if len(layers) != 4:
             raise ValueError(f'layers must give the blocks of 4 stages, got {layers}')
+        self.with_cp = with_cp
         self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width // 2)
         self.conv2 = nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False)
@@ -122,7 +128,8 @@ class ResNetTrunk(nn.Module):
         x = self.stem(x.to(self.conv1.weight.dtype))
         features = []
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = stage(x)
+            for block in stage:
+                x = forward_block(block, x, self.with_cp)
             features.append(x)
         return features
 
@@ -131,8 +138,8 @@ class ModifiedResNet(ResNetTrunk):
     """CLIP's image tower: the ResNet trunk followed by attention pooling (``attnpool``)."""
 
     def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int,
-                 input_resolution: int = 224, width: int = 64):
-        super().__init__(layers, width)
+                 input_resolution: int = 224, width: int = 64, with_cp: bool = False):
+        super().__init__(layers, width, with_cp)
         check_resolution(input_resolution, 32, '32 (the output stride)')
         self.input_resolution = input_resolution
         self.output_dim = output_dim

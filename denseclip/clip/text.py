@@ -11,18 +11,19 @@ class TextTransformer(nn.Module):
 
     Its parameters sit at the top level of the module (``token_embedding``,
     ``positional_embedding``, ``transformer``, ``ln_final``, ``text_projection``), exactly where
-    OpenAI's checkpoints keep them.
+    OpenAI's checkpoints keep them. ``with_cp`` checkpoints the transformer blocks' activations
+    in training.
     """
 
     def __init__(self, context_length: int = 77, vocab_size: int = 49408, width: int = 512,
-                 heads: int = 8, layers: int = 12, embed_dim: int = 512):
+                 heads: int = 8, layers: int = 12, embed_dim: int = 512, with_cp: bool = False):
         super().__init__()
         self.context_length = context_length
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
-        self.transformer = Transformer(width, layers, heads, causal=True)
+        self.transformer = Transformer(width, layers, heads, causal=True, with_cp=with_cp)
         self.ln_final = nn.LayerNorm(width)
         self.text_projection = nn.Parameter(torch.empty(width, embed_dim))
         self.reset_text_parameters()

@@ -10,11 +10,13 @@ class VisionTransformer(nn.Module):
     ``proj``.
 
     The spatial positional embedding is resized bilinearly to the patch grid at run time, so any
-    input whose sides are multiples of the patch size is accepted.
+    input whose sides are multiples of the patch size is accepted. ``with_cp`` checkpoints the
+    transformer blocks' activations in training.
     """
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int,
-                 heads: int, output_dim: int, drop_path_rate: float = 0.0):
+                 heads: int, output_dim: int, drop_path_rate: float = 0.0,
+                 with_cp: bool = False):
         super().__init__()
         check_resolution(input_resolution, patch_size, f'patch_size {patch_size}')
         self.input_resolution = input_resolution
@@ -26,7 +28,8 @@ class VisionTransformer(nn.Module):
         grid = input_resolution // patch_size
         self.positional_embedding = nn.Parameter(scale * torch.randn(grid ** 2 + 1, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads, drop_path_rate=drop_path_rate)
+        self.transformer = Transformer(width, layers, heads, drop_path_rate=drop_path_rate,
+                                       with_cp=with_cp)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 

@@ -29,14 +29,17 @@ class CLIPTextContextEncoder(TextTransformer):
             ViT-B); ``DenseCLIP`` fills it in from its backbone.
         pretrained: A CLIP archive or state dict whose text part ``init_weights`` loads.
         frozen: Freeze the weights (DenseCLIP trains only the contexts on the text side).
+        with_cp: Checkpoint every transformer block's activations in training (frozen, the
+            encoder still keeps them for the gradient that flows through it to the contexts).
     """
 
     def __init__(self, context_length: int = 13, vocab_size: int = 49408,
                  transformer_width: int = 512, transformer_heads: int = 8,
                  transformer_layers: int = 12, embed_dim: int = 1024,
-                 pretrained: Optional[str] = None, frozen: bool = True):
+                 pretrained: Optional[str] = None, frozen: bool = True,
+                 with_cp: bool = False):
         super().__init__(context_length, vocab_size, transformer_width, transformer_heads,
-                         transformer_layers, embed_dim)
+                         transformer_layers, embed_dim, with_cp)
         self.pretrained = pretrained
         if frozen:
             self.freeze()

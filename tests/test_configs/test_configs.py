@@ -1,6 +1,7 @@
 """Every segmentation config under ``configs/`` (see OWN_TESTS for the folders left out)
 loads, is named as STYLE.md says, and builds a model whose parts agree with each other (no
-weights are loaded).
+weights are loaded). A small-GPU variant (``1xb4x8``: GPUs x images x accumulated iterations)
+must be its 8-GPU parent with every iteration count scaled by the accumulation.
 
 The full-size models are built on the CPU, one at a time (0.1-1.5 s each; the whole module
 takes about 25 s on 2 cores with ``OMP_NUM_THREADS=1``). The meta device would be faster but
@@ -37,8 +38,10 @@ IDS = [str(path.relative_to(CONFIG_DIR)) for path in CONFIGS]
 
 #: STYLE.md: {method}_{backbone}_{neck}_{gpus}xb{batch}-{iters}_{dataset}-{crop}.py; the neck is
 #: left out where the method names the decoder (mmseg's ``fpn_r50_...``, ``upernet_swin-t_...``).
+#: ``{gpus}xb{batch}x{accumulation}``: gradients of that many iterations per optimiser step
+#: (``optim_wrapper.accumulative_counts``); ``{iters}`` then counts optimiser steps.
 NAME = re.compile(r'(?P<method>[a-z0-9-]+)_(?P<backbone>[a-z0-9.-]+)(?:_(?P<neck>[a-z0-9-]+))?'
-                  r'_(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<iters>\d+)k'
+                  r'_(?P<gpus>\d+)xb(?P<batch>\d+)(?:x(?P<accumulation>\d+))?-(?P<iters>\d+)k'
                   r'_(?P<dataset>[a-z0-9]+)-(?P<height>\d+)x(?P<width>\d+)\.py')
 #: data_root of each dataset named in a file name
 DATA_ROOTS = {'ade20k': 'data/ade/ADEChallengeData2016',
@@ -78,6 +81,13 @@ ABLATIONS = {
 MAIN_RN101 = 'denseclip/denseclip_r101_fpn_8xb4-80k_ade20k-512x512.py'
 RN101_CHANGES = {'model.pretrained': 'pretrained/RN101.pt',
                  'model.backbone.layers': (3, 4, 23, 3), 'model.backbone.output_dim': 512}
+#: The paper's batch on one or two GPUs: the Table 1 RN50 config with accumulated gradients
+#: (the iteration counts are checked separately), plus these keys.
+ACCUMULATION_VARIANTS = {
+    'denseclip/denseclip_r50_fpn_1xb4x8-80k_ade20k-512x512.py': {
+        'model.decode_head.norm_cfg.type': 'BN'},  # one process: nothing to synchronise
+    'denseclip/denseclip_r50_fpn_2xb4x4-80k_ade20k-512x512.py': {},
+}
 #: Widths that DenseCLIP derives (from the backbone's output_dim and the text encoder): no
 #: config states them.
 DERIVED_WIDTHS = ('text_encoder.embed_dim', 'context_decoder.visual_dim',
@@ -129,11 +139,14 @@ def test_name_matches_config(path: Path):
     assert match, f'{path.name} does not follow {NAME.pattern}'
     name = match.groupdict()
     cfg = Config.fromfile(str(path))
+    accumulation = int(name['accumulation'] or 1)
+    assert cfg.optim_wrapper.get('accumulative_counts', 1) == accumulation
     assert cfg.train_dataloader.batch_size == int(name['batch'])
-    assert cfg.train_cfg.max_iters == int(name['iters']) * 1000
+    assert cfg.train_cfg.max_iters == int(name['iters']) * 1000 * accumulation
     assert dataset_cfg(cfg).data_root == DATA_ROOTS[name['dataset']]
-    if name['dataset'] == 'ade20k':
-        assert int(name['gpus']) * int(name['batch']) == PAPER_BATCH
+    if name['dataset'] == 'ade20k':  # images per optimiser step
+        batch = int(name['gpus']) * cfg.train_dataloader.batch_size * accumulation
+        assert batch == PAPER_BATCH
     crop = (int(name['height']), int(name['width']))
     assert tuple(cfg.crop_size) == crop
     assert tuple(cfg.model.data_preprocessor.size) == crop
@@ -232,6 +245,8 @@ def test_build(path: Path):
     reverted = revert_sync_bn_cfg(cfg.model)  # torch's SyncBatchNorm refuses CPU tensors
     if int(NAME.fullmatch(path.name)['gpus']) > 1:
         assert reverted, 'a multi-GPU recipe should use SyncBN (as the paper does)'
+    else:
+        assert not reverted, 'a one-GPU recipe should say BN (the runner reverts SyncBN)'
     classes = dataset_cfg(cfg).get('metainfo', {}).get('classes') or ADE20KDataset.METAINFO[
         'classes']
     num_classes = len(classes)
@@ -289,6 +304,34 @@ def test_rn101_changes_only_the_tower():
     assert set(child) == set(parent)
     changed = {key: child[key] for key in child if child[key] != parent[key]}
     assert changed == RN101_CHANGES
+
+
+@pytest.mark.parametrize('variant', sorted(ACCUMULATION_VARIANTS))
+def test_accumulation_variant_scales_every_iteration_count(variant: str):
+    """Only accumulation, checkpointing, norms and iteration counts (x accumulation) change."""
+    parent, child = load(MAIN_RN50), load(variant)
+    steps = child.optim_wrapper.accumulative_counts
+    assert steps == child.accumulation > 1
+    scaled = ('max_iters', 'warmup_iters', 'eval_interval', 'train_cfg.max_iters',
+              'train_cfg.val_interval', 'default_hooks.logger.interval',
+              'default_hooks.checkpoint.interval')
+    flat_parent, flat_child = flatten(parent.to_dict()), flatten(child.to_dict())
+    for key in scaled:
+        assert flat_child[key] == flat_parent[key] * steps, key
+        assert flat_child[key] % steps == 0, key  # checkpoints and logs fall between steps
+    (scheduler, ), (parent_scheduler, ) = child.param_scheduler, parent.param_scheduler
+    moved = dict(warmup_iters=parent_scheduler.warmup_iters * steps, begin=steps - 1,
+                 end=steps - 1 + parent_scheduler.end * steps)
+    assert scheduler == dict(parent_scheduler, **moved)
+    changed = {key for key in set(flat_child) | set(flat_parent)
+               if flat_child.get(key) != flat_parent.get(key)}
+    assert changed == set(scaled) | {
+        'accumulation', 'optim_wrapper.accumulative_counts', 'param_scheduler',
+        'model.backbone.with_cp', 'model.text_encoder.with_cp'} | set(
+            ACCUMULATION_VARIANTS[variant])
+    assert flat_child['model.backbone.with_cp'] and flat_child['model.text_encoder.with_cp']
+    for key, value in ACCUMULATION_VARIANTS[variant].items():
+        assert flat_child[key] == value
 
 
 @pytest.mark.parametrize('denseclip_config, baseline', SWIN_PAIRS)

@@ -29,13 +29,15 @@ class CLIPResNet(ResNetTrunk):
         width: Stem width (64 for OpenAI's models).
         pretrained: A CLIP archive or state dict whose ``visual.*`` part is loaded by
             ``init_weights`` (its attention pool is ignored).
+        with_cp: Checkpoint every bottleneck's activations in training (less memory, one more
+            forward pass per block).
     """
 
     clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
 
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), width: int = 64,
-                 pretrained: Optional[str] = None):
-        super().__init__(tuple(layers), width)
+                 pretrained: Optional[str] = None, with_cp: bool = False):
+        super().__init__(tuple(layers), width, with_cp)
         self.pretrained = pretrained
 
     def init_weights(self) -> None:
@@ -64,17 +66,19 @@ class CLIPResNetWithAttention(ModifiedResNet):
         width: Stem width.
         heads: Attention-pool heads; CLIP uses ``width * 32 / 64``.
         pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
+        with_cp: Checkpoint every bottleneck's activations in training (less memory, one more
+            forward pass per block); the attention pool is not checkpointed.
     """
 
     clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
 
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), output_dim: int = 1024,
                  input_resolution: int = 224, width: int = 64, heads: Optional[int] = None,
-                 pretrained: Optional[str] = None):
+                 pretrained: Optional[str] = None, with_cp: bool = False):
         check_resolution(input_resolution, STRIDE, f'{STRIDE} (the output stride)',
                          key='model.backbone.input_resolution')
         super().__init__(tuple(layers), output_dim, heads or width * 32 // 64, input_resolution,
-                         width)
+                         width, with_cp)
         self.pretrained = pretrained
 
     @property

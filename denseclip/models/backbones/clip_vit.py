@@ -9,7 +9,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from denseclip.clip.checkpoint import load_tower
-from denseclip.clip.layers import check_resolution
+from denseclip.clip.layers import check_resolution, forward_block
 from denseclip.clip.vit import VisionTransformer
 
 from .clip_resnet import check_input_size
@@ -83,6 +83,8 @@ class CLIPVisionTransformer(VisionTransformer):
             no ``ln_post`` / ``proj``.
         norm_cfg: Norm inside ``fpn1`` (patch 16): ``BN`` here, ``SyncBN`` in multi-GPU configs.
         pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
+        with_cp: Checkpoint every transformer block's activations in training (less memory, one
+            more forward pass per block).
     """
 
     clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
@@ -91,11 +93,11 @@ class CLIPVisionTransformer(VisionTransformer):
                  layers: int = 12, heads: int = 12, output_dim: int = 512,
                  out_indices: Sequence[int] = (3, 5, 7, 11), drop_path_rate: float = 0.0,
                  get_embeddings: bool = False, norm_cfg: Optional[dict] = None,
-                 pretrained: Optional[str] = None):
+                 pretrained: Optional[str] = None, with_cp: bool = False):
         check_resolution(input_resolution, patch_size, f'patch_size={patch_size}',
                          key='model.backbone.input_resolution')
         super().__init__(input_resolution, patch_size, width, layers, heads, output_dim,
-                         drop_path_rate)
+                         drop_path_rate, with_cp)
         if (len(set(out_indices)) != 4 or len(out_indices) != 4
                 or not all(0 <= index < layers for index in out_indices)):
             raise ValueError(f'out_indices must name 4 different blocks of the {layers}, got '
@@ -134,7 +136,7 @@ class CLIPVisionTransformer(VisionTransformer):
         tokens, (height, width) = self.embed(x)  # [1 + H*W, B, C]
         maps = []
         for index, block in enumerate(self.transformer.resblocks):
-            tokens = block(tokens)
+            tokens = forward_block(block, tokens, self.transformer.with_cp)
             if index in self.out_indices:
                 # [1 + H*W, B, C] -> [B, C, H, W], class token dropped
                 maps.append(tokens[1:].permute(1, 2, 0).reshape(x.shape[0], -1, height, width))
