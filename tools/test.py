@@ -9,12 +9,14 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from denseclip.apis.inference import load_clip_archive, takes_clip_archive
 from denseclip.engine import KnownLogRecords, ignore_known_warnings
 from denseclip.engine.config import prepare_config
+from denseclip.engine.device import warn_if_bf16_emulated
 
 
 def parse_args() -> argparse.Namespace:
@@ -86,6 +88,7 @@ def main() -> dict:
         enable_visualization(cfg, args)
     if args.amp:
         cfg.test_cfg.fp16 = True  # mmengine's TestLoop runs the model under autocast
+        warn_if_bf16_emulated('cuda' if torch.cuda.is_available() else 'cpu', '--amp')
     if args.out is not None:
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True

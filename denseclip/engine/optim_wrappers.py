@@ -17,6 +17,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.runner.amp import autocast
 from mmseg.registry import OPTIM_WRAPPERS
 
+from .device import warn_if_bf16_emulated
+
 AMP_WRAPPERS = ('AmpOptimWrapper', 'BFloat16OptimWrapper')
 
 
@@ -40,6 +42,7 @@ def amp_to_bf16(cfg: Config) -> None:
     optim_wrapper.type = 'BFloat16OptimWrapper'
     print_log('CUDA is unavailable: AmpOptimWrapper -> BFloat16OptimWrapper '
               '(bfloat16 autocast, no loss scaling)', logger='current')
+    warn_if_bf16_emulated('cpu', 'AMP training')
 
 
 def enable_amp(cfg: Config) -> None:
