@@ -1,7 +1,7 @@
 """Inference and training speed of a config's model on synthetic data (no weights, no dataset).
 
 ``python tools/benchmark.py CONFIG [--mode infer|train] [--shape H W] [--batch-size N]
-[--iters N] [--amp] [--json]``
+[--iters N] [--amp] [--json] [--backend onnxruntime [--onnx FILE]]``
 
 infer: images/s of ``test_step`` in whole and slide mode (the config's crop size and stride)
 on ``--shape`` images (default 512 x 683: an ADE20K photo after the test resize).
@@ -9,13 +9,19 @@ train: iterations/s of ``train_step`` at the config's crop size. Warm-up is excl
 are the median of ``--repeats`` runs; peak memory is CUDA's max-allocated or the peak RSS.
 The fast paths are switches: ``--no-text-cache``, ``--slide-batch-size``, ``--channels-last``,
 ``--amp``, ``--compile``. Every result names the device (CPU model and its bfloat16 flags,
-read from /proc/cpuinfo); ``--kernels`` adds float32/bfloat16 kernel rates. The measuring
-code, fast-path switches included, is ``denseclip.analysis.benchmark``.
+read from /proc/cpuinfo); ``--kernels`` adds float32/bfloat16 kernel rates.
+``--backend onnxruntime`` times ONNX Runtime next to eager PyTorch on the same images,
+interleaved as ``--compare`` does: the model (random weights) is exported with a dynamic shape
+first (export time and file size are reported; ``--onnx FILE`` uses an existing export of the
+same weights instead), with as many ONNX Runtime threads as torch's. The measuring code,
+fast-path switches included, is ``denseclip.analysis.benchmark``.
 """
 import argparse
 import contextlib
 import json
+import os.path as osp
 import sys
+import tempfile
 
 import torch
 from mmengine.config import DictAction
@@ -24,7 +30,8 @@ from mmengine.logging import MMLogger
 with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on stdout
     from denseclip.analysis.benchmark import (apply_fast_paths, benchmark_inference,
                                               benchmark_training, compare_inference,
-                                              compare_training, describe_device, kernel_rates)
+                                              compare_onnxruntime, compare_training,
+                                              describe_device, kernel_rates)
     from denseclip.engine import compile_submodules
     from denseclip.engine.config import build_segmentor, prepare_config
 
@@ -61,6 +68,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--kernels', action='store_true',
                         help='also time a float32 and a bfloat16 matmul and conv on the device '
                         '(does bfloat16 pay here?)')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                        help='onnxruntime: time ONNX Runtime next to eager PyTorch (infer only, '
+                        'interleaved; fast-path switches are ignored)')
+    parser.add_argument('--onnx', help='with --backend onnxruntime: an existing export of the '
+                        'same weights (default: export the model first)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', action='store_true', help='print one JSON object only')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -68,6 +80,10 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error('--shape takes H or H W')
+    if args.backend == 'onnxruntime' and args.mode == 'train':
+        parser.error('--backend onnxruntime measures inference only (--mode infer)')
+    if args.onnx and args.backend != 'onnxruntime':
+        parser.error('--onnx needs --backend onnxruntime')
     return args
 
 
@@ -89,14 +105,36 @@ def compare(args, cfg, model, shape) -> list[dict]:
                               args.slide_batch_size, **rounds) for mode in args.infer_modes]
 
 
+def onnxruntime(args, cfg, model, shape) -> tuple[dict, list[dict]]:
+    """``--backend onnxruntime``: export (unless ``--onnx``), then eager against ONNX Runtime."""
+    from denseclip.deploy.export import export_model
+    from denseclip.deploy.ort import OrtSegmentor
+    shape = shape or ADE20K_TEST_SHAPE
+    settings = dict(backend='onnxruntime', rounds=args.repeats)
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_file = args.onnx
+        if onnx_file is None:
+            export = export_model(model, cfg, osp.join(folder, 'model.onnx'), shape, dynamic=True)
+            onnx_file = export['out']
+            settings.update(export_s=export['seconds'], onnx_mb=export['size_mb'])
+        runtime = OrtSegmentor(onnx_file, threads=torch.get_num_threads())
+        results = [compare_onnxruntime(model, runtime, mode, shape, args.batch_size or 1,
+                                       args.repeats, args.warmup) for mode in args.infer_modes]
+    return settings, results
+
+
 def print_comparison(results: list[dict]) -> None:
     for result in results:
         print(f"\n{result['mode']} {result['shape'][0]}x{result['shape'][1]}, batch "
               f"{result['batch_size']}")
-        default = result['states']['default']['s_per_iter']
-        print(f"{'state':<18}{'s/iter':>8}{'min':>8}{'speed-up':>10}{'peak MiB':>10}")
-        for name, state in result['states'].items():
-            print(f"{name:<18}{state['s_per_iter']:>8.2f}{min(state['runs_s_per_iter']):>8.2f}"
+        if 'relative_error' in result:
+            print(f"onnxruntime vs pytorch logits: max|a-b|/max|b| = "
+                  f"{result['relative_error']:.1e}")
+        states = result['states']
+        default = next(iter(states.values()))['s_per_iter']
+        print(f"{'state':<24}{'s/iter':>8}{'min':>8}{'speed-up':>10}{'peak MiB':>10}")
+        for name, state in states.items():
+            print(f"{name:<24}{state['s_per_iter']:>8.2f}{min(state['runs_s_per_iter']):>8.2f}"
                   f"{default / state['s_per_iter']:>9.2f}x{state['peak_memory_mb']:>10.0f}")
 
 
@@ -109,6 +147,9 @@ def measure(args) -> tuple[dict, list[dict]]:
                     threads=torch.get_num_threads())
     if args.kernels:
         settings['kernel_gflops'] = kernel_rates(args.device)
+    if args.backend == 'onnxruntime':
+        extra, results = onnxruntime(args, cfg, model, shape)
+        return dict(settings, **extra), results
     if args.compare:
         return dict(settings, rounds=args.repeats), compare(args, cfg, model, shape)
     settings.update(amp=args.amp, channels_last=args.channels_last, compile=args.compile,
@@ -149,7 +190,7 @@ def main() -> None:
         settings, results = measure(args)
     if args.json:
         print(json.dumps(dict(settings=settings, results=results)))
-    elif args.compare:
+    elif args.compare or args.backend == 'onnxruntime':
         print(', '.join(f'{key}={value}' for key, value in settings.items()))
         print_comparison(results)
     else:

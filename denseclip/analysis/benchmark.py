@@ -8,7 +8,9 @@ post-processing to the original size) under ``torch.no_grad``; training runs ``t
 GPU and the process's peak resident set size (``VmHWM``, reset before each measurement where
 the kernel allows it) on a CPU. :func:`apply_fast_paths` puts a model in one fast-path state
 (the switches of ``tools/benchmark.py``); ``compare_*`` time the fast paths against the
-default, interleaved round-robin so that a drifting machine load affects every state alike.
+default, interleaved round-robin so that a drifting machine load affects every state alike;
+:func:`compare_onnxruntime` times an ONNX export (``denseclip.deploy``) against eager
+PyTorch the same way.
 """
 import contextlib
 import copy
@@ -290,14 +292,23 @@ def compare_fast_paths(model: nn.Module, states: dict[str, dict], step_for: Call
     Returns:
         Name -> ``dict(s_per_iter=median, runs_s_per_iter=[...], peak_memory_mb=...)``.
     """
-    device = next(model.parameters()).device
-    steps, runs, memory = {}, {name: [] for name in states}, {}
+    steps = {}
     for name, state in states.items():
         state = dict(state)
         steps[name] = (step_for(state.pop('amp', False)), state)
+    return _round_robin(model, steps, rounds, warmup)
+
+
+def _round_robin(model: nn.Module, steps: dict[str, tuple[Callable, dict]], rounds: int,
+                 warmup: int) -> dict[str, dict]:
+    """Times ``name -> (step, fast-path state)`` interleaved: ``rounds`` rounds of one
+    iteration of each step, the model put in the step's state before each."""
+    device = next(model.parameters()).device
+    runs, memory = {name: [] for name in steps}, {}
+    for name, (step, state) in steps.items():
         apply_fast_paths(model, **state)
         with PeakMemory(device) as peak:
-            time_runs(steps[name][0], warmup, 0, 0, device)
+            time_runs(step, warmup, 0, 0, device)
         memory[name] = peak
     for _ in range(rounds):
         for name, (step, state) in steps.items():
@@ -306,7 +317,7 @@ def compare_fast_paths(model: nn.Module, states: dict[str, dict], step_for: Call
     apply_fast_paths(model)
     return {name: dict(s_per_iter=statistics.median(runs[name]), runs_s_per_iter=runs[name],
                        peak_memory_mb=memory[name].mb, peak_memory_kind=memory[name].kind)
-            for name in states}
+            for name in steps}
 
 
 def compare_inference(model: nn.Module, mode: str, size: tuple[int, int], batch_size: int = 1,
@@ -349,3 +360,49 @@ def compare_training(model: nn.Module, cfg: Config, size: tuple[int, int], batch
     finally:
         model.eval()
     return dict(mode='train', shape=list(size), batch_size=batch_size, states=result)
+
+
+def onnxruntime_step(runtime, mode: str, size: tuple[int, int],
+                     batch_size: int = 1) -> Callable[[], list]:
+    """``runtime.predict`` (a :class:`~denseclip.deploy.ort.OrtSegmentor`) of the images of
+    :func:`inference_step`, one by one, without the test resize (they are at the test size):
+    normalisation, whole or slide inference (``mode``; the runtime is switched to it and left
+    so), the logits back at the image's size."""
+    if mode not in ('whole', 'slide'):
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    data = synthetic_batch(batch_size, size, len(runtime.class_names), with_labels=False)
+    images = [image.permute(1, 2, 0).numpy() for image in data['inputs']]  # CHW -> HWC
+    runtime.meta['test_cfg']['mode'] = mode
+    return lambda: [runtime.predict(image, resize=False) for image in images]
+
+
+def compare_onnxruntime(model: nn.Module, runtime, mode: str, size: tuple[int, int],
+                        batch_size: int = 1, rounds: int = 5, warmup: int = 1) -> dict:
+    """Eager ``test_step`` against ONNX Runtime on the same images, interleaved round-robin.
+
+    States: ``'pytorch'`` (the model as it is), in slide mode ``'pytorch, slide batch N'``
+    (all crops of an image per pass, as the runtime runs them) and ``'onnxruntime'``. The
+    result also holds ``relative_error``: ``max|ort - torch| / max|torch|`` over the logits
+    of the first image.
+
+    Args:
+        model: The segmentor whose export ``runtime`` runs (same weights).
+        runtime: A :class:`~denseclip.deploy.ort.OrtSegmentor`.
+    """
+    test_cfg = copy.deepcopy(model.test_cfg)
+    try:
+        torch_step = inference_step(model, mode, size, batch_size)
+        ort_step = onnxruntime_step(runtime, mode, size, batch_size)
+        steps = {'pytorch': (torch_step, {})}
+        if mode == 'slide' and hasattr(model, 'cache_text'):
+            crops = len(slide_windows(size, model.test_cfg.crop_size, model.test_cfg.stride))
+            steps[f'pytorch, slide batch {crops}'] = (torch_step, dict(slide_batch_size=crops))
+        steps['onnxruntime'] = (ort_step, {})
+        expected = torch_step()[0].seg_logits.data.numpy()
+        actual = ort_step()[0]
+        error = float(abs(actual - expected).max() / abs(expected).max())
+        result = _round_robin(model, steps, rounds, warmup)
+    finally:
+        model.test_cfg = test_cfg
+    return dict(mode=mode, shape=list(size), batch_size=batch_size, relative_error=error,
+                states=result)

@@ -195,32 +195,43 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
         return self._text_cache[1]
 
     def text_and_score_map(self, global_embedding: torch.Tensor, dense: torch.Tensor,
-                           texts: Optional[torch.Tensor] = None):
+                           texts: Optional[torch.Tensor] = None,
+                           class_embeddings: Optional[torch.Tensor] = None):
         """Prompted text embeddings ``[B, K, D]`` and the score map ``[B, K, h, w]``.
 
         Args:
             global_embedding: ``[B, D]`` from the backbone.
             dense: ``[B, D, h, w]`` from the backbone.
             texts: Optional name token ids replacing the model's classes.
+            class_embeddings: ``[1, K, D]`` to use instead of :meth:`class_embeddings` (an
+                exported graph holds them as constants; see ``denseclip.deploy``).
         """
         # [B, D] and [B, D, h, w] -> [B, 1 + h*w, D]
         visual_context = torch.cat([global_embedding.unsqueeze(1),
                                     dense.flatten(2).transpose(1, 2)], dim=1)
-        text = self.class_embeddings(visual_context, texts).expand(dense.shape[0], -1, -1)
+        if class_embeddings is None:
+            class_embeddings = self.class_embeddings(visual_context, texts)
+        text = class_embeddings.expand(dense.shape[0], -1, -1)
         if self.context_decoder is not None:
             text = text + self.gamma * self.context_decoder(text, visual_context)
         score_map = torch.einsum('bchw,bkc->bkhw', F.normalize(dense, dim=1),
                                  F.normalize(text, dim=2))
         return text, score_map
 
-    def forward_features(self, inputs: torch.Tensor):
+    def forward_features(self, inputs: torch.Tensor,
+                         class_embeddings: Optional[torch.Tensor] = None):
         """Backbone, text branch and score map.
+
+        Args:
+            inputs: Normalised images ``[B, 3, H, W]``.
+            class_embeddings: Optional ``[1, K, D]`` replacing the text encoder's output.
 
         Returns:
             ``(features for the neck, text embeddings [B, K, D], score map [B, K, h, w])``.
         """
         *features, (global_embedding, dense) = self.backbone(inputs)
-        text, score_map = self.text_and_score_map(global_embedding, dense)
+        text, score_map = self.text_and_score_map(global_embedding, dense,
+                                                  class_embeddings=class_embeddings)
         features[self.score_concat_index] = torch.cat(
             [features[self.score_concat_index], score_map], dim=1)
         return features, text, score_map

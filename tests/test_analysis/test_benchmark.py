@@ -114,3 +114,26 @@ def test_apply_fast_paths_sets_every_switch_and_resets_them(cfg):
     apply_fast_paths(model)
     assert model.cache_text and model.test_cfg.slide_batch_size is None
     assert model.backbone.conv1.weight.is_contiguous()
+
+
+def test_compare_onnxruntime_same_images_interleaved(cfg, tmp_path):
+    """Eager against ONNX Runtime (an export of the same weights): both timed every round,
+    their logits equal (relative error of the ONNX export, see tests/test_deploy)."""
+    from denseclip.analysis.benchmark import compare_onnxruntime
+    from denseclip.deploy.export import export_model
+    from denseclip.deploy.ort import OrtSegmentor
+    model = build_segmentor(cfg)
+    export_model(model, cfg, str(tmp_path / 'tiny.onnx'), (64, 64), dynamic=True)
+    runtime = OrtSegmentor(str(tmp_path / 'tiny.onnx'), threads=1)
+    before = dict(model.test_cfg)
+    results = {mode: compare_onnxruntime(model, runtime, mode, (96, 128), rounds=2, warmup=0)
+               for mode in ('whole', 'slide')}
+    assert set(results['whole']['states']) == {'pytorch', 'onnxruntime'}
+    # 96 x 128 in 64-px crops every 48 px: 2 x 3 windows, run as one batch by the runtime
+    assert set(results['slide']['states']) == {'pytorch', 'pytorch, slide batch 6',
+                                               'onnxruntime'}
+    for result in results.values():
+        assert result['relative_error'] <= 1e-4
+        assert all(len(state['runs_s_per_iter']) == 2 and state['s_per_iter'] > 0
+                   for state in result['states'].values())
+    assert dict(model.test_cfg) == before and runtime.meta['test_cfg']['mode'] == 'slide'

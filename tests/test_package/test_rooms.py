@@ -2,10 +2,10 @@
 
 Each room imports only from rooms below it, or from itself: ``clip`` (CLIP in pure PyTorch) <
 ``models`` (the mmseg plug-ins) < ``datasets`` < ``engine`` (what plugs into the runner; its
-config preparation wraps the datasets) < ``apis`` (inference, pictures) < ``analysis``
-(offline measurement, for the tools). The imports are read from the source with ``ast``, also
-those inside functions, so an import deferred to run time still counts; there are no cycles
-between modules either.
+config preparation wraps the datasets) < ``apis`` (inference, pictures) < ``deploy`` (ONNX
+export and ONNX Runtime inference) < ``analysis`` (offline measurement, for the tools). The
+imports are read from the source with ``ast``, also those inside functions, so an import
+deferred to run time still counts; there are no cycles between modules either.
 """
 import ast
 from pathlib import Path
@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / 'denseclip'
 #: The rooms, lowest first.
-ROOMS = ('clip', 'models', 'datasets', 'engine', 'apis', 'analysis')
+ROOMS = ('clip', 'models', 'datasets', 'engine', 'apis', 'deploy', 'analysis')
 #: What ``import denseclip`` imports: the rooms that register modules in mmseg's registries.
 REGISTERING = ('clip', 'models', 'datasets', 'engine')
 
@@ -103,3 +103,16 @@ def test_no_import_cycles():
 
     for module in MODULES:
         visit(module)
+
+
+def test_deploy_imports_its_optional_packages_lazily():
+    """onnx, onnxscript and onnxruntime (the deploy extra) only inside functions."""
+    for module, path in MODULES.items():
+        if room(module) != 'deploy':
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        top = {alias.name.split('.')[0] for node in tree.body
+               if isinstance(node, (ast.Import, ast.ImportFrom))
+               for alias in (node.names if isinstance(node, ast.Import)
+                             else [ast.alias(node.module or '')])}
+        assert not top & {'onnx', 'onnxscript', 'onnxruntime'}, module

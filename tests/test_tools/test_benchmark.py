@@ -74,3 +74,24 @@ def test_cli_switches_reach_the_model(monkeypatch, switches, expected):
     settings, _ = tool.measure(tool.parse_args())
     assert seen == [expected]
     assert settings['text_cache'] == expected[0]
+
+
+def test_cli_onnxruntime_backend():
+    """Exports the model, then times eager and ONNX Runtime on the same images."""
+    options = ['--cfg-options', 'model.test_cfg.crop_size=(64,64)',
+               'model.test_cfg.stride=(48,48)']
+    out = _run_tool('--backend', 'onnxruntime', '--shape', '64', '96', *options)
+    settings = out['settings']
+    assert settings['backend'] == 'onnxruntime' and settings['onnx_mb'] > 0
+    assert settings['export_s'] > 0 and settings['device_name']
+    whole, slide = out['results']
+    assert set(whole['states']) == {'pytorch', 'onnxruntime'}
+    assert set(slide['states']) == {'pytorch', 'pytorch, slide batch 2', 'onnxruntime'}
+    assert whole['relative_error'] <= 1e-4 and slide['relative_error'] <= 1e-4
+
+
+def test_cli_onnxruntime_refuses_training():
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools/benchmark.py'), QUICKSTART,
+                           '--backend', 'onnxruntime', '--mode', 'train'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and 'inference only' in proc.stderr
