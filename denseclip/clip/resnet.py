@@ -43,27 +43,77 @@ class Bottleneck(nn.Module):
         return self.relu(out + self.downsample(x))
 
 
+#: What ``AttentionPool2d`` returns as its dense embedding (``dense=``).
+DENSE_EMBEDDINGS = ('attention', 'value')
+
+
 class AttentionPool2d(nn.Module):
     """CLIP's attention pooling, returning the pooled token *and* every spatial token.
 
     Tokens are ``[mean; x_1 .. x_HW]`` plus a positional embedding whose spatial part is resized
-    bilinearly to the feature map at run time. All tokens are queries (OpenAI's CLIP only keeps
-    the first), so the same layer gives CLIP's image embedding and DenseCLIP's dense map.
+    bilinearly to the feature map at run time. The pooled (global) token is CLIP's: the mean
+    token's attention over all tokens. The dense tokens are one of ``DENSE_EMBEDDINGS``:
+
+    - ``'attention'`` (DenseCLIP's): every token is a query too (OpenAI's CLIP keeps only the
+      first), so token ``i`` is ``c_proj`` of its own attention over all tokens.
+    - ``'value'`` (MaskCLIP's, Zhou et al., ECCV 2022): the value path alone,
+      ``c_proj(v_proj(x_i + pos_i))`` per position, with no mixing between positions; it keeps
+      each embedding local and classifies far better zero-shot.
+
+    Both use the same parameters and give the same global embedding.
+
+    Args:
+        spacial_dim: Side of the positional embedding's grid (OpenAI's spelling).
+        embed_dim: Width of the input tokens.
+        num_heads: Attention heads.
+        output_dim: Width of the embeddings (``c_proj``'s output).
+        dense: One of ``DENSE_EMBEDDINGS``.
     """
 
-    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int):
+    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int,
+                 dense: str = 'attention'):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f'attention pool width {embed_dim} is not divisible by '
                              f'num_heads {num_heads}')
+        if dense not in DENSE_EMBEDDINGS:
+            raise ValueError(f'attention pool: dense must be one of {DENSE_EMBEDDINGS}, '
+                             f'got {dense!r}')
         self.spacial_dim = spacial_dim
         self.num_heads = num_heads
+        self.dense = dense
         self.positional_embedding = nn.Parameter(
             torch.randn(spacial_dim ** 2 + 1, embed_dim) / embed_dim ** 0.5)
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.q_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.c_proj = nn.Linear(embed_dim, output_dim)
+        # chosen once here, so forward does not branch on ``dense``
+        self.embed_tokens = dict(attention=self.dense_by_attention,
+                                 value=self.dense_by_value)[dense]
+
+    def extra_repr(self) -> str:
+        return f'dense={self.dense!r}'
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # [B, L, C] -> [B, h, L, C/h]
+        return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def dense_by_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DenseCLIP's: every token queries; ``x`` ``[B, 1+HW, C]`` -> ``([B, D], [B, HW, D])``."""
+        out = F.scaled_dot_product_attention(
+            self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x)))
+        out = self.c_proj(out.transpose(1, 2).flatten(2))  # [B, 1+HW, D]
+        return out[:, 0], out[:, 1:]
+
+    def dense_by_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MaskCLIP's: only the mean token queries (CLIP's global embedding); the spatial
+        tokens take the value path, ``c_proj(v_proj(x))``. ``[B, 1+HW, C]`` -> ``([B, D],
+        [B, HW, D])``."""
+        values = self.v_proj(x)  # [B, 1+HW, C]
+        pooled = F.scaled_dot_product_attention(
+            self._heads(self.q_proj(x[:, :1])), self._heads(self.k_proj(x)), self._heads(values))
+        pooled = self.c_proj(pooled.transpose(1, 2).flatten(2))  # [B, 1, D]
+        return pooled[:, 0], self.c_proj(values[:, 1:])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pools ``x`` ``[B, C, H, W]`` into ``(global [B, D], dense [B, D, H, W])``."""
@@ -71,15 +121,8 @@ class AttentionPool2d(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # NCHW -> N(HW)C
         x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # [B, 1+HW, C]
         x = x + resize_grid_embedding(self.positional_embedding, 1, (height, width)).to(x.dtype)
-
-        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, L, C] -> [B, h, L, C/h]
-            return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(
-            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
-        out = self.c_proj(out.transpose(1, 2).flatten(2))  # [B, 1+HW, D]
-        dense = out[:, 1:].transpose(1, 2).reshape(batch, -1, height, width)
-        return out[:, 0], dense
+        pooled, dense = self.embed_tokens(x)  # [B, D], [B, HW, D]
+        return pooled, dense.transpose(1, 2).reshape(batch, -1, height, width)
 
 
 class ResNetTrunk(nn.Module):
@@ -135,15 +178,21 @@ class ResNetTrunk(nn.Module):
 
 
 class ModifiedResNet(ResNetTrunk):
-    """CLIP's image tower: the ResNet trunk followed by attention pooling (``attnpool``)."""
+    """CLIP's image tower: the ResNet trunk followed by attention pooling (``attnpool``).
+
+    ``dense`` picks the attention pool's dense embedding (:class:`AttentionPool2d`); CLIP's
+    image embedding does not depend on it.
+    """
 
     def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int,
-                 input_resolution: int = 224, width: int = 64, with_cp: bool = False):
+                 input_resolution: int = 224, width: int = 64, with_cp: bool = False,
+                 dense: str = 'attention'):
         super().__init__(layers, width, with_cp)
         check_resolution(input_resolution, 32, '32 (the output stride)')
         self.input_resolution = input_resolution
         self.output_dim = output_dim
-        self.attnpool = AttentionPool2d(input_resolution // 32, width * 32, heads, output_dim)
+        self.attnpool = AttentionPool2d(input_resolution // 32, width * 32, heads, output_dim,
+                                        dense)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """CLIP's image embedding ``[B, output_dim]``."""

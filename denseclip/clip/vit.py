@@ -1,8 +1,23 @@
 """CLIP's Vision Transformer image tower."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .layers import Transformer, check_resolution, resize_grid_embedding
+from .layers import ResidualAttentionBlock, Transformer, check_resolution, resize_grid_embedding
+
+
+def value_path(block: ResidualAttentionBlock, x: torch.Tensor) -> torch.Tensor:
+    """``block`` with its attention reduced to the value path (MaskCLIP, Zhou et al. 2022).
+
+    Every token's own value goes through ``out_proj`` (no softmax, no mixing between tokens);
+    both residuals and the MLP are the block's. ``x``: ``[L, B, C]`` -> ``[L, B, C]``.
+    """
+    width = x.shape[-1]
+    attn = block.attn  # in_proj rows: query, key, value
+    values = F.linear(block.ln_1(x), attn.in_proj_weight[2 * width:],
+                      attn.in_proj_bias[2 * width:])
+    x = x + block.drop_path(attn.out_proj(values))
+    return x + block.drop_path(block.mlp(block.ln_2(x)))
 
 
 class VisionTransformer(nn.Module):

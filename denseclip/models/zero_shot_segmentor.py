@@ -1,7 +1,7 @@
 """Training-free (zero-shot) segmentation: every dense CLIP embedding, classified by text."""
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Optional, Union
 
 import torch
@@ -10,12 +10,21 @@ from mmseg.models.segmentors import BaseSegmentor, EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
+from denseclip.clip.checkpoint import (load_into, read_state_dict, text_state_dict,
+                                       visual_state_dict)
 from denseclip.clip.errors import CheckpointError
 from denseclip.clip.zero_shot import (MAX_LOGIT_SCALE, PHOTO_TEMPLATES, ZeroShotClassifier,
-                                      build_classifier, check_template, read_templates)
+                                      build_classifier, check_template, clip_state_dict,
+                                      read_templates)
 
 from . import derive
 from .slide import BatchedSlideMixin
+
+#: Told to users whose CHECKPOINT holds no CLIP weights.
+CHECKPOINT_HINT = (
+    'A zero-shot segmentor takes every weight from CLIP: give an OpenAI CLIP archive (RN50.pt, '
+    'ViT-B-16.pt, ...), a CLIP state dict, or a checkpoint of the contrastive CLIP model '
+    '(tools/train.py) as the CHECKPOINT of tools/test.py and tools/demo.py')
 
 
 def check_dense_clip_tower(backbone: dict) -> None:
@@ -64,9 +73,16 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
                 -> bilinear resize to the input (the image, or the crop when sliding)
         loss    -> RuntimeError (nothing to train)
 
-    The dense embeddings are the backbone's: for ``CLIPResNetWithAttention`` the attention
-    pool run with every position as a query (DenseCLIP's map), for ``CLIPVisionTransformer``
-    every patch token through ``ln_post`` and ``proj``.
+    The dense embeddings are the backbone's, chosen by ``backbone.dense_embedding``. The
+    zero-shot configs take MaskCLIP's (Zhou et al., "Extract Free Dense Labels from CLIP", ECCV
+    2022), ``'value'``: for ``CLIPResNetWithAttention`` the attention pool's value path at every
+    position, ``c_proj(v_proj(x + pos))``; for ``CLIPVisionTransformer`` the last block with its
+    attention reduced to the value path, then ``ln_post`` and ``proj``. Why: CLIP was trained
+    only on the pooled token. Letting every position query the whole image (DenseCLIP's
+    ``'attention'``, which DenseCLIP's decoder is then trained on) mixes global context into
+    every position and blurs the map; the value path keeps each embedding local and still in
+    the joint space (the ResNet's global embedding is exactly an attention-weighted mean of
+    these value embeddings), which MaskCLIP found to segment far better without training.
 
     Background: every pixel gets one of the ``K`` names; no "background" class is added. ADE20K
     has none (its label 0, "other", is ignored by ``reduce_zero_label``: 0 -> 255), so the
@@ -74,8 +90,10 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
     name it (e.g. ``'background'``) like any other class.
 
     All weights come from the CLIP archive ``pretrained`` (``init_weights``, or
-    :meth:`load_clip` once built). So the tools accept that archive as the CHECKPOINT
-    argument (``clip_archive_is_checkpoint``): ``tools/test.py CONFIG RN50.pt``.
+    :meth:`load_clip` once built). So the tools accept CLIP weights as the CHECKPOINT
+    argument (``clip_archive_is_checkpoint``): ``tools/test.py CONFIG RN50.pt``; an OpenAI
+    archive, a CLIP state dict or a checkpoint of the contrastive CLIP model of
+    ``tools/train.py`` (:func:`denseclip.apis.inference.load_clip_archive` reads them).
 
     Args:
         backbone: A CLIP image tower with dense embeddings (``CLIPResNetWithAttention``,
@@ -177,20 +195,48 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
                                                         self.class_names))
         return self._classifier[1]
 
-    def load_clip(self, path: str) -> None:
-        """Loads both towers from a CLIP archive (what ``init_weights`` does with
-        ``pretrained``), e.g. the CHECKPOINT given to ``tools/test.py``."""
-        for tower in (self.backbone, self.text_encoder):
-            tower.pretrained = path
+    def load_clip(self, weights: Union[str, os.PathLike, Mapping[str, torch.Tensor]],
+                  source: Optional[str] = None) -> None:
+        """Loads both towers from CLIP weights (``init_weights`` loads ``pretrained``).
+
+        Args:
+            weights: CLIP's weights with OpenAI's key names, bare or under ``clip.`` (the
+                contrastive CLIP model's), as a state dict or a file: an OpenAI archive, a
+                state dict, or an mmengine checkpoint of plain tensors. A checkpoint that
+                ``tools/train.py`` wrote also holds the runner's state, which only the run
+                checkpoints' reader may unpickle:
+                :func:`denseclip.apis.inference.load_clip_archive` (what the tools call) reads
+                it and hands the state dict here.
+            source: Where a state dict came from, for messages (default: the path).
+
+        Raises:
+            CheckpointError: no CLIP weights in ``weights``, or they do not fit the towers.
+        """
+        if not isinstance(weights, Mapping):
+            source = source or os.fspath(weights)
             try:
-                tower.init_weights()
+                weights = clip_state_dict(read_state_dict(weights), source)
             except CheckpointError as err:
-                raise CheckpointError(
-                    f'{err}. A zero-shot segmentor takes every weight from a CLIP archive '
-                    '(RN50.pt, ViT-B-16.pt, ...): give that as the CHECKPOINT of tools/test.py '
-                    'and tools/demo.py, or as model.pretrained') from None
-        self.pretrained = path
-        MMLogger.get_current_instance().info(f'zero-shot segmentor: CLIP weights from {path}')
+                raise CheckpointError(f'{err}. {CHECKPOINT_HINT}') from None
+        source = source or 'CLIP state dict'
+        self._load_state_dict(weights, source)
+        self.pretrained = source
+        MMLogger.get_current_instance().info(f'zero-shot segmentor: CLIP weights from {source}')
+
+    def _load_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        """What the towers' ``init_weights`` do with ``pretrained`` (``load_tower``), from a
+        state dict: the ``visual.*`` part into the backbone, the rest into the text encoder,
+        positional embeddings fitted, every key accounted for."""
+        state_dict = {key: value.float() if value.is_floating_point() else value
+                      for key, value in state_dict.items()}  # OpenAI's archives hold fp16
+        visual, text = visual_state_dict(state_dict), text_state_dict(state_dict)
+        if not (visual and text):
+            raise CheckpointError(f'{source!r} holds no {"text" if visual else "visual"} tower '
+                                  f'of a CLIP model. {CHECKPOINT_HINT}')
+        load_into(self.backbone, visual, source,
+                  allowed_missing=('fpn*',),  # CLIPVisionTransformer's pyramid is not CLIP's
+                  grid_positions=('positional_embedding', 'attnpool.positional_embedding'))
+        load_into(self.text_encoder, text, source, text_positions=('positional_embedding',))
 
     # ----------------------------------------------------------------- mmseg hooks
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -266,3 +266,62 @@ def test_text_shorter_sequences_use_the_first_positions(tiny_text):
     torch.testing.assert_close(short, tiny_text.encode_text(text), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match='78'):
         tiny_text.encode_embeddings(torch.zeros(1, 78, 64), torch.tensor([3]))
+
+
+# ------------------------------------------------------------------ MaskCLIP's value path
+def test_attention_pool_value_path_is_c_proj_of_v_proj_per_position():
+    """``dense='value'``: ``c_proj(v_proj(x_i + pos_i))`` at every position, computed by hand;
+    the global embedding is the one of ``dense='attention'`` (OpenAI's)."""
+    torch.manual_seed(0)
+    attention = randomize_(AttentionPool2d(spacial_dim=2, embed_dim=32, num_heads=4,
+                                           output_dim=16))
+    value = AttentionPool2d(spacial_dim=2, embed_dim=32, num_heads=4, output_dim=16,
+                            dense='value')
+    value.load_state_dict(attention.state_dict())  # same parameter names
+    x = torch.randn(3, 32, 2, 3)
+    global_out, dense = value(x)
+    tokens = x.flatten(2).transpose(1, 2)  # [B, HW, C]
+    tokens = tokens + resized_positions(value.positional_embedding, 2, 3)[1:]
+    by_hand = F.linear(F.linear(tokens, value.v_proj.weight, value.v_proj.bias),
+                       value.c_proj.weight, value.c_proj.bias)  # [B, HW, D]
+    assert dense.shape == (3, 16, 2, 3)
+    torch.testing.assert_close(dense, by_hand.transpose(1, 2).reshape(3, 16, 2, 3),
+                               rtol=1e-5, atol=1e-5)
+    expected_global, attention_dense = openai_attention_pool(attention, x)
+    torch.testing.assert_close(global_out, expected_global, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(dense, attention_dense, atol=1e-2)
+    # no mixing between positions: changing one feature vector changes only its own embedding
+    changed = x.clone()
+    changed[:, :, 0, 0] += 1.0
+    moved = (value(changed)[1] - dense).abs().amax(dim=(0, 1))  # [H, W]
+    assert moved[0, 0] > 1e-3 and moved.flatten()[1:].max() < 1e-6
+
+
+def test_attention_pool_rejects_an_unknown_dense_embedding():
+    with pytest.raises(ValueError, match=r"dense must be one of \('attention', 'value'\), "
+                                         r"got 'values'"):
+        AttentionPool2d(spacial_dim=2, embed_dim=32, num_heads=4, output_dim=16, dense='values')
+    tower = ModifiedResNet((1, 1, 1, 1), output_dim=16, heads=4, input_resolution=64, width=8,
+                           dense='value')
+    assert tower.attnpool.dense == 'value' and "dense='value'" in repr(tower.attnpool)
+
+
+def test_vit_value_path_of_a_block_by_hand():
+    """``value_path``: the block with its attention reduced to ``out_proj(v_proj(ln_1(x)))``."""
+    from denseclip.clip.layers import ResidualAttentionBlock
+    from denseclip.clip.vit import value_path
+
+    torch.manual_seed(0)
+    block = randomize_(ResidualAttentionBlock(16, 2)).eval()
+    x = torch.randn(5, 2, 16)  # [L, B, C]
+    y = F.layer_norm(x, (16,), block.ln_1.weight, block.ln_1.bias)
+    y = F.linear(y, block.attn.in_proj_weight[32:], block.attn.in_proj_bias[32:])  # values
+    x_mid = x + F.linear(y, block.attn.out_proj.weight, block.attn.out_proj.bias)
+    h = F.linear(F.layer_norm(x_mid, (16,), block.ln_2.weight, block.ln_2.bias),
+                 block.mlp.c_fc.weight, block.mlp.c_fc.bias)
+    h = h * torch.sigmoid(1.702 * h)  # QuickGELU
+    expected = x_mid + F.linear(h, block.mlp.c_proj.weight, block.mlp.c_proj.bias)
+    torch.testing.assert_close(value_path(block, x), expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(value_path(block, x), block(x), atol=1e-3)
+    # each token on its own: the path of a subsequence is the subsequence of the path
+    torch.testing.assert_close(value_path(block, x[2:3]), expected[2:3], rtol=1e-5, atol=1e-5)

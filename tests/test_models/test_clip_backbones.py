@@ -507,3 +507,84 @@ def test_clip_image_towers_say_so():
     assert CLIPResNet.clip_image_tower and CLIPResNetWithAttention.clip_image_tower
     assert CLIPVisionTransformer.clip_image_tower
     assert not hasattr(BackboneWithAttentionPool, 'clip_image_tower')
+
+
+# ------------------------------------------------------------------ MaskCLIP's dense embeddings
+def _naive_value_path(sd: dict, x: torch.Tensor, prefix: str = 'attnpool') -> torch.Tensor:
+    """MaskCLIP's ResNet dense embeddings: ``c_proj(v_proj(x + pos))`` per position."""
+    batch, _, height, width = x.shape
+    tokens = x.flatten(2).transpose(1, 2)  # [B, HW, C]
+    tokens = tokens + _resize_grid(sd[f'{prefix}.positional_embedding'], (height, width))[1:]
+    values = F.linear(tokens, sd[f'{prefix}.v_proj.weight'], sd[f'{prefix}.v_proj.bias'])
+    dense = F.linear(values, sd[f'{prefix}.c_proj.weight'], sd[f'{prefix}.c_proj.bias'])
+    return dense.transpose(1, 2).reshape(batch, -1, height, width)
+
+
+def _naive_value_block(sd: dict, prefix: str, x: torch.Tensor) -> torch.Tensor:
+    """MaskCLIP's last ViT block on ``[L, B, C]``: attention reduced to each token's value."""
+    width = x.shape[-1]
+    y = F.layer_norm(x, (width,), sd[f'{prefix}.ln_1.weight'], sd[f'{prefix}.ln_1.bias'])
+    y = F.linear(y, sd[f'{prefix}.attn.in_proj_weight'][2 * width:],
+                 sd[f'{prefix}.attn.in_proj_bias'][2 * width:])
+    x = x + F.linear(y, sd[f'{prefix}.attn.out_proj.weight'], sd[f'{prefix}.attn.out_proj.bias'])
+    y = F.layer_norm(x, (width,), sd[f'{prefix}.ln_2.weight'], sd[f'{prefix}.ln_2.bias'])
+    y = F.linear(y, sd[f'{prefix}.mlp.c_fc.weight'], sd[f'{prefix}.mlp.c_fc.bias'])
+    y = y * torch.sigmoid(1.702 * y)
+    return x + F.linear(y, sd[f'{prefix}.mlp.c_proj.weight'], sd[f'{prefix}.mlp.c_proj.bias'])
+
+
+def test_resnet_value_dense_embedding_by_hand(randomize):
+    attention = _tiny_resnet(randomize=randomize, input_resolution=128)
+    value = MODELS.build(dict(type='CLIPResNetWithAttention', layers=(1, 1, 1, 1), width=8,
+                              output_dim=32, input_resolution=128, dense_embedding='value'))
+    assert list(value.state_dict()) == list(attention.state_dict())  # the same keys
+    value.load_state_dict(attention.state_dict())
+    x = _image(5)
+    with torch.no_grad():
+        *maps, (global_embedding, dense) = value.eval()(x)
+        *attention_maps, (attention_global, attention_dense) = attention(x)
+    sd = value.state_dict()
+    stages = _naive_resnet_stages(sd, x)
+    _assert_close(dense, _naive_value_path(sd, stages[-1]))
+    # the global embedding and the feature maps do not depend on the dense embedding
+    _assert_close(global_embedding, _naive_attnpool(sd, stages[-1], num_heads=4)[0])
+    _assert_close(global_embedding, attention_global)
+    for actual, reference in zip(maps, attention_maps):
+        assert torch.equal(actual, reference)
+    assert not torch.allclose(dense, attention_dense, atol=1e-3)
+
+
+def test_vit_value_dense_embedding_by_hand(randomize):
+    value = _tiny_vit(randomize=randomize, dense_embedding='value')
+    attention = _tiny_vit()
+    attention.load_state_dict(value.state_dict())  # the same keys
+    x = _image(6)
+    with torch.no_grad():
+        *levels, (global_embedding, dense) = value(x)
+        *attention_levels, (attention_global, attention_dense) = attention(x)
+    sd = value.state_dict()
+    tokens, grid = _naive_vit_tokens(sd, x, heads=2, layers=4, class_twice=True)
+    last = _naive_value_block(sd, 'transformer.resblocks.3', tokens[-2])  # [1 + HW, B, C]
+    projected = F.layer_norm(last[1:], (64,), sd['ln_post.weight'], sd['ln_post.bias'])
+    projected = projected @ sd['proj']  # [HW, B, D]
+    _assert_close(dense, projected.permute(1, 2, 0).reshape(BATCH, 32, *grid), atol=1e-4)
+    _assert_close(global_embedding, attention_global)
+    for actual, reference in zip(levels, attention_levels):
+        assert torch.equal(actual, reference)
+    assert not torch.allclose(dense, attention_dense, atol=1e-3)
+
+
+@pytest.mark.parametrize('backbone, match', [
+    (dict(type='CLIPResNetWithAttention', layers=(1, 1, 1, 1), width=8, output_dim=32,
+          input_resolution=64, dense_embedding='values'),
+     r"model.backbone.dense_embedding='values': expected one of \('attention', 'value'\)"),
+    (dict(type='CLIPVisionTransformer', input_resolution=64, width=64, layers=4, heads=2,
+          output_dim=32, out_indices=(0, 1, 2, 3), get_embeddings=True, dense_embedding='tokens'),
+     r"model.backbone.dense_embedding='tokens': expected one of \('attention', 'value'\)"),
+    (dict(type='CLIPVisionTransformer', input_resolution=64, width=64, layers=4, heads=2,
+          output_dim=32, out_indices=(0, 1, 2, 3), dense_embedding='value'),
+     r"model.backbone.dense_embedding='value' needs get_embeddings=True"),
+])
+def test_dense_embedding_is_checked(backbone, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(backbone)

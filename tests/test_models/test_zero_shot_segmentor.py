@@ -211,3 +211,140 @@ def test_clip_archive_is_the_checkpoint(make_clip, save_clip, tmp_path):
     model = init_model(cfg, save_clip(clip))
     torch.testing.assert_close(model.classifier().weight, classifier_by_hand(clip))
     assert model.dataset_meta['classes'] == NAMES
+
+
+# ------------------------------------------------------------------ MaskCLIP's dense embeddings
+VALUE_RESNET = dict(RESNET, dense_embedding='value')
+#: make_clip('resnet')'s shape, as the contrastive CLIP model (tools/train.py) builds it.
+CLIP_ARCH = dict(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                 vision_patch_size=None, context_length=77, vocab_size=49408,
+                 transformer_width=32, transformer_heads=2, transformer_layers=1)
+
+
+def value_dense_by_hand(clip, inputs: torch.Tensor) -> torch.Tensor:
+    """MaskCLIP's dense embeddings ``[B, D, h, w]`` from CLIP's own ResNet tower: the attention
+    pool's ``c_proj(v_proj(x + pos))`` at every position of C5, nothing mixed between them."""
+    pool = clip.visual.attnpool
+    with torch.no_grad():
+        c5 = clip.visual.forward_stages(inputs)[-1]  # [B, C, h, w]
+        batch, channels, height, width = c5.shape
+        side = int((pool.positional_embedding.shape[0] - 1) ** 0.5)
+        grid = pool.positional_embedding[1:].reshape(1, side, side, channels).permute(0, 3, 1, 2)
+        position = F.interpolate(grid, (height, width), mode='bilinear', align_corners=False)
+        tokens = (c5 + position).flatten(2).transpose(1, 2)  # [B, hw, C]
+        dense = pool.c_proj(pool.v_proj(tokens))  # [B, hw, D]
+    return dense.transpose(1, 2).reshape(batch, -1, height, width)
+
+
+def test_value_path_logits_by_hand(make_clip, save_clip):
+    clip = make_clip()
+    model = MODELS.build(zero_shot_cfg(VALUE_RESNET, pretrained=save_clip(clip)))
+    model.init_weights()
+    inputs = torch.randn(2, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        logits = model.eval()._forward(inputs)
+        global_embedding = model.backbone(inputs[:, :, :, :64])[-1][0]
+    dense = value_dense_by_hand(clip, inputs)
+    expected = 100 * torch.einsum('bdhw,kd->bkhw', F.normalize(dense, dim=1),
+                                  classifier_by_hand(clip))
+    assert logits.shape == (2, len(NAMES), 2, 3)
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    # CLIP's image embedding is unchanged by the choice
+    torch.testing.assert_close(global_embedding, clip.encode_image(inputs[:, :, :, :64]),
+                               rtol=1e-4, atol=1e-5)
+    attention = MODELS.build(zero_shot_cfg(pretrained=save_clip(clip)))
+    attention.init_weights()
+    with torch.no_grad():
+        assert not torch.allclose(attention.eval()._forward(inputs), logits, atol=1e-2)
+
+
+def test_zero_shot_configs_use_the_value_path():
+    from mmengine.config import Config
+    paths = sorted((ROOT / 'configs/zero_shot').glob('*.py'))
+    assert len(paths) >= 4
+    for path in paths:
+        assert Config.fromfile(path).model.backbone.dense_embedding == 'value', path.name
+    tiny = Config.fromfile(ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-64x64.py')
+    tiny.model.class_names = list(NAMES)
+    assert MODELS.build(tiny.model).backbone.attnpool.dense == 'value'
+
+
+def save_like_the_runner(clip, path) -> str:
+    """``clip`` as the contrastive CLIP model of ``tools/train.py``, saved as mmengine's runner
+    saves a checkpoint: meta, ``clip.``-prefixed state dict, message hub, optimiser state."""
+    from mmengine.logging import MessageHub
+    from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
+
+    model = MODELS.build(dict(type='CLIPContrastive', arch=CLIP_ARCH))
+    model.clip.load_state_dict(clip.state_dict())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)  # lr 0: the weights stay
+    model.eval().clip.encode_image(torch.randn(1, 3, 64, 64)).sum().backward()  # BN stats kept
+    optimizer.step()  # moment buffers in the optimiser state
+    hub = MessageHub.get_instance('zero-shot-segmentor-test')
+    hub.update_scalar('train/loss', 0.5)
+    save_checkpoint(dict(meta=dict(epoch=0, iter=10, seed=0), state_dict=weights_to_cpu(
+        model.state_dict()), message_hub=hub.state_dict(), optimizer=optimizer.state_dict()),
+        str(path))
+    return str(path)
+
+
+def test_contrastive_clip_checkpoint_loads_like_the_plain_state_dict(make_clip, save_clip,
+                                                                     tmp_path):
+    """tools/test.py and tools/demo.py (``load_clip_archive`` / ``init_model``) take a
+    checkpoint of the contrastive CLIP model as they take CLIP's own weights."""
+    from mmengine.config import Config
+
+    from denseclip.apis.inference import init_model, load_clip_archive
+    from denseclip.clip import CheckpointError
+    clip = make_clip()
+    checkpoint = save_like_the_runner(clip, tmp_path / 'iter_10.pth')
+    assert 'message_hub' in torch.load(checkpoint, weights_only=False)
+    plain = MODELS.build(zero_shot_cfg(VALUE_RESNET, pretrained=save_clip(clip)))
+    plain.init_weights()
+    trained = MODELS.build(zero_shot_cfg(VALUE_RESNET))  # random weights until loaded
+    load_clip_archive(trained, checkpoint)
+    assert trained.pretrained == checkpoint
+    inputs = torch.randn(1, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        expected = plain.eval()._forward(inputs)
+        torch.testing.assert_close(trained.eval()._forward(inputs), expected, rtol=0, atol=0)
+        # tools/demo.py's path: init_model with the checkpoint as CHECKPOINT
+        cfg = Config(dict(model=zero_shot_cfg(
+            VALUE_RESNET, data_preprocessor=dict(type='SegDataPreProcessor')), test_pipeline=[]))
+        demo = init_model(cfg, checkpoint)
+        torch.testing.assert_close(demo._forward(inputs), expected, rtol=0, atol=0)
+    # the same reader takes CLIP's plain state dict (and OpenAI's archives: tests/test_tools)
+    archive = MODELS.build(zero_shot_cfg(VALUE_RESNET))
+    load_clip_archive(archive, save_clip(clip))
+    with torch.no_grad():
+        torch.testing.assert_close(archive.eval()._forward(inputs), expected, rtol=0, atol=0)
+    # load_clip(path) itself: `clip.` weights without the runner's state load; the runner's
+    # state is refused by the CLIP reader (no allowlist for it) and the hint names the tools
+    bare = tmp_path / 'clip_only.pth'
+    torch.save({'state_dict': {f'clip.{key}': value for key, value in clip.state_dict().items()}},
+               bare)
+    direct = MODELS.build(zero_shot_cfg(VALUE_RESNET))
+    direct.load_clip(str(bare))
+    with torch.no_grad():
+        torch.testing.assert_close(direct.eval()._forward(inputs), expected, rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match=r'HistoryBuffer.*CHECKPOINT of tools/test.py'):
+        direct.load_clip(checkpoint)
+
+
+def test_checkpoint_without_clip_weights_is_refused(make_clip, tmp_path):
+    from denseclip.apis.inference import load_clip_archive
+    from denseclip.clip import CheckpointError
+    model = MODELS.build(zero_shot_cfg(VALUE_RESNET))
+    segmentor = tmp_path / 'segmentor.pth'
+    torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(4, 3, 3, 3)}}, segmentor)
+    with pytest.raises(CheckpointError, match=r"segmentor.pth' holds no CLIP model.*contrastive "
+                                              r'CLIP model'):
+        load_clip_archive(model, str(segmentor))
+    visual_only = {key: value for key, value in make_clip().state_dict().items()
+                   if key.startswith('visual.')}
+    with pytest.raises(CheckpointError, match=r"'visual only' holds no text tower of a CLIP "
+                                              r'model. A zero-shot segmentor'):
+        model.load_clip(visual_only, source='visual only')
+    vit = make_clip('vit').state_dict()
+    with pytest.raises(CheckpointError, match=r'vit.pth does not fit CLIPResNetWithAttention'):
+        model.load_clip(vit, source='vit.pth')

@@ -16,7 +16,10 @@ model = dict(
         type='CLIPResNetWithAttention',
         layers=(3, 4, 6, 3),
         output_dim=1024,  # RN50's attention-pool (= text embedding) width
-        input_resolution=512),  # CLIP's 7x7 grid resized once to the 16x16 of a 512 crop
+        input_resolution=512,  # CLIP's 7x7 grid resized once to the 16x16 of a 512 crop
+        # MaskCLIP's dense embedding: the attention pool's value path at every position,
+        # c_proj(v_proj(x + pos)); 'attention' (DenseCLIP's) mixes positions and segments worse
+        dense_embedding='value'),
     text_encoder=dict(
         type='CLIPTextContextEncoder',
         context_length=77,  # CLIP's full prompt length: fixed templates, no learned contexts

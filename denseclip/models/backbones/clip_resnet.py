@@ -6,7 +6,7 @@ from mmseg.registry import MODELS
 
 from denseclip.clip.checkpoint import load_tower
 from denseclip.clip.layers import check_resolution
-from denseclip.clip.resnet import ModifiedResNet, ResNetTrunk
+from denseclip.clip.resnet import DENSE_EMBEDDINGS, ModifiedResNet, ResNetTrunk
 
 STRIDE = 32  # of C5, the attention pool's grid
 
@@ -18,6 +18,15 @@ def check_input_size(x: torch.Tensor, stride: int, backbone: str) -> None:
             f'{backbone}: input {tuple(x.shape[-2:])} is smaller than its output stride '
             f'{stride}, so the feature grid (and the positional embedding resized to it) would '
             f'be empty; use crops / test scales of at least {stride} px')
+
+
+def check_dense_embedding(choice: str, choices: tuple[str, ...]) -> None:
+    """``model.backbone.dense_embedding`` must name one of the tower's dense embeddings."""
+    if choice not in choices:
+        raise ValueError(
+            f'model.backbone.dense_embedding={choice!r}: expected one of {choices} '
+            "('attention': DenseCLIP's dense map; 'value': MaskCLIP's value path, for zero-shot "
+            'segmentation)')
 
 
 @MODELS.register_module()
@@ -53,10 +62,12 @@ class CLIPResNet(ResNetTrunk):
 class CLIPResNetWithAttention(ModifiedResNet):
     """CLIP's full ResNet tower as a backbone: C2..C5 plus ``(global, dense)`` embeddings.
 
-    The attention pool runs over every position, so besides CLIP's global embedding ``[B, D]``
-    it gives a dense embedding map ``[B, D, H/32, W/32]`` in the text embedding space. Its
-    positional embedding is stored for ``input_resolution`` and resized to the actual feature
-    size at run time.
+    Besides CLIP's global embedding ``[B, D]`` the attention pool gives a dense embedding map
+    ``[B, D, H/32, W/32]`` in the text embedding space, either DenseCLIP's (``'attention'``:
+    every position is a query of the pool's attention) or MaskCLIP's (``'value'``: the value
+    path ``c_proj(v_proj(x + pos))`` at every position, no mixing between positions; better for
+    zero-shot segmentation). The global embedding is CLIP's in both. The positional embedding
+    is stored for ``input_resolution`` and resized to the actual feature size at run time.
 
     Args:
         layers: Bottleneck blocks per stage.
@@ -68,17 +79,21 @@ class CLIPResNetWithAttention(ModifiedResNet):
         pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
         with_cp: Checkpoint every bottleneck's activations in training (less memory, one more
             forward pass per block); the attention pool is not checkpointed.
+        dense_embedding: ``'attention'`` (DenseCLIP's, for training DenseCLIP) or ``'value'``
+            (MaskCLIP's, for zero-shot segmentation); same parameters either way.
     """
 
     clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
 
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), output_dim: int = 1024,
                  input_resolution: int = 224, width: int = 64, heads: Optional[int] = None,
-                 pretrained: Optional[str] = None, with_cp: bool = False):
+                 pretrained: Optional[str] = None, with_cp: bool = False,
+                 dense_embedding: str = 'attention'):
         check_resolution(input_resolution, STRIDE, f'{STRIDE} (the output stride)',
                          key='model.backbone.input_resolution')
+        check_dense_embedding(dense_embedding, DENSE_EMBEDDINGS)
         super().__init__(tuple(layers), output_dim, heads or width * 32 // 64, input_resolution,
-                         width, with_cp)
+                         width, with_cp, dense=dense_embedding)
         self.pretrained = pretrained
 
     @property

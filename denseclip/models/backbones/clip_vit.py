@@ -10,9 +10,12 @@ from torch import nn
 
 from denseclip.clip.checkpoint import load_tower
 from denseclip.clip.layers import check_resolution, forward_block
-from denseclip.clip.vit import VisionTransformer
+from denseclip.clip.vit import VisionTransformer, value_path
 
-from .clip_resnet import check_input_size
+from .clip_resnet import check_dense_embedding, check_input_size
+
+#: What ``dense_embedding`` may name: the last block's output, or its value path (MaskCLIP's).
+DENSE_EMBEDDINGS = ('attention', 'value')
 
 
 def _pyramid(width: int, patch_size: int, norm_cfg: dict) -> list[nn.Module]:
@@ -64,6 +67,12 @@ class CLIPVisionTransformer(VisionTransformer):
     ``(global [B, D], dense [B, D, H/p, W/p])``; and, as in the released DenseCLIP models, the
     class position of the positional embedding also gets ``class_embedding`` added.
 
+    The dense embeddings are the patch tokens of the last block (``dense_embedding=
+    'attention'``), or, as MaskCLIP takes them for zero-shot segmentation (``'value'``), the
+    last block run with its attention reduced to the value path
+    (:func:`~denseclip.clip.vit.value_path`: no mixing between tokens). The global embedding
+    (the class token) is CLIP's either way.
+
     An input whose sides are not multiples of the patch size is zero-padded at the bottom and
     right to the patch grid (the patch convolution would otherwise drop the last pixels), and
     each level is cropped back to ``ceil(side / stride)``, the grid a convolutional backbone
@@ -85,6 +94,8 @@ class CLIPVisionTransformer(VisionTransformer):
         pretrained: A CLIP archive or state dict whose ``visual.*`` part ``init_weights`` loads.
         with_cp: Checkpoint every transformer block's activations in training (less memory, one
             more forward pass per block).
+        dense_embedding: ``'attention'`` (the last block's patch tokens) or ``'value'`` (its
+            value path, MaskCLIP's; needs ``get_embeddings``).
     """
 
     clip_image_tower = True  # loads a CLIP checkpoint's image tower (DenseCLIP's pretrained)
@@ -93,9 +104,14 @@ class CLIPVisionTransformer(VisionTransformer):
                  layers: int = 12, heads: int = 12, output_dim: int = 512,
                  out_indices: Sequence[int] = (3, 5, 7, 11), drop_path_rate: float = 0.0,
                  get_embeddings: bool = False, norm_cfg: Optional[dict] = None,
-                 pretrained: Optional[str] = None, with_cp: bool = False):
+                 pretrained: Optional[str] = None, with_cp: bool = False,
+                 dense_embedding: str = 'attention'):
         check_resolution(input_resolution, patch_size, f'patch_size={patch_size}',
                          key='model.backbone.input_resolution')
+        check_dense_embedding(dense_embedding, DENSE_EMBEDDINGS)
+        if dense_embedding != 'attention' and not get_embeddings:
+            raise ValueError(f'model.backbone.dense_embedding={dense_embedding!r} needs '
+                             'get_embeddings=True (without it there are no dense embeddings)')
         super().__init__(input_resolution, patch_size, width, layers, heads, output_dim,
                          drop_path_rate, with_cp)
         if (len(set(out_indices)) != 4 or len(out_indices) != 4
@@ -108,6 +124,10 @@ class CLIPVisionTransformer(VisionTransformer):
             # as in the released CLIP+FPN baseline: no unused parameters (DDP would reject them)
             self.ln_post = self.proj = None
         self.pretrained = pretrained
+        self.dense_embedding = dense_embedding
+        # chosen once here, so forward does not branch on ``dense_embedding``
+        self.dense_tokens = dict(attention=self.last_block_tokens,
+                                 value=self.value_path_tokens)[dense_embedding]
         levels = _pyramid(width, patch_size, norm_cfg or dict(type='BN', requires_grad=True))
         self.fpn1, self.fpn2, self.fpn3, self.fpn4 = levels
 
@@ -126,6 +146,16 @@ class CLIPVisionTransformer(VisionTransformer):
             load_tower(self, self.pretrained, 'visual', allowed_missing=('fpn*',),
                        allowed_unexpected=unused)
 
+    def last_block_tokens(self, embedded: torch.Tensor, last_input: torch.Tensor) -> torch.Tensor:
+        """The projected patch tokens of the last block, ``[B, H*W, D]`` (DenseCLIP's)."""
+        return embedded[:, 1:]
+
+    def value_path_tokens(self, embedded: torch.Tensor, last_input: torch.Tensor) -> torch.Tensor:
+        """The last block's value path on its input ``[1 + H*W, B, C]``, projected:
+        ``[B, H*W, D]`` (MaskCLIP's)."""
+        tokens = value_path(self.transformer.resblocks[-1], last_input[1:])
+        return self.project(tokens.transpose(0, 1))
+
     def forward(self, x: torch.Tensor) -> tuple:
         """Returns 4 maps at strides 4..32, then ``(global, dense)`` if ``get_embeddings``."""
         check_input_size(x, 32, type(self).__name__)  # fpn4: stride 32
@@ -136,6 +166,7 @@ class CLIPVisionTransformer(VisionTransformer):
         tokens, (height, width) = self.embed(x)  # [1 + H*W, B, C]
         maps = []
         for index, block in enumerate(self.transformer.resblocks):
+            last_input = tokens  # of the last block, once the loop ends
             tokens = forward_block(block, tokens, self.transformer.with_cp)
             if index in self.out_indices:
                 # [1 + H*W, B, C] -> [B, C, H, W], class token dropped
@@ -145,6 +176,7 @@ class CLIPVisionTransformer(VisionTransformer):
                    for level, feature, stride in zip(levels, maps, LEVEL_STRIDES)]
         if self.get_embeddings:
             embedded = self.project(tokens.transpose(0, 1))  # [B, 1 + H*W, D]
-            dense = embedded[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, height, width)
+            dense = self.dense_tokens(embedded, last_input)  # [B, H*W, D]
+            dense = dense.transpose(1, 2).reshape(x.shape[0], -1, height, width)
             outputs.append((embedded[:, 0], dense))
         return tuple(outputs)
