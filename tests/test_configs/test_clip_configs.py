@@ -20,7 +20,7 @@ from denseclip.models.clip_contrastive import CLIPContrastive
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / 'configs' / 'clip').glob('*.py'))
 IDS = [path.name for path in CONFIGS]
-TINY = ROOT / 'configs' / 'clip' / 'clip_tiny-r_1xb32-0.3k_synthetic-captions-64x64.py'
+TINY = ROOT / 'configs' / 'clip' / 'clip_tiny-r_1xb32-0.3k_synthetic-captions-128x128.py'
 #: clip_{backbone}_{gpus}xb{batch}-{iters}k_{dataset}-{height}x{width}.py
 NAME = re.compile(r'clip_(?P<backbone>[a-z0-9-]+)_(?P<gpus>\d+)xb(?P<batch>\d+)'
                   r'-(?P<iters>[\d.]+)k_(?P<dataset>[a-z-]+)-(?P<height>\d+)x(?P<width>\d+)\.py')
