@@ -24,6 +24,9 @@ setup(
         'openmmlab': ['mmengine==0.10.7', 'mmsegmentation==1.2.2'],
         # ONNX export and ONNX Runtime inference (tools/export_onnx.py, tools/infer.py)
         'deploy': ['onnx>=1.16', 'onnxscript>=0.2', 'onnxruntime>=1.18'],
+        # open_clip's models as DenseCLIP towers (configs/open_clip/); open_clip imports
+        # torchvision, so install the torchvision that matches your torch first
+        'open_clip': ['open_clip_torch==3.3.0', 'timm==1.0.31'],
         'tests': ['pytest'],
     },
 )
