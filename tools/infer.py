@@ -24,7 +24,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from denseclip.deploy.folder import list_inputs, ort_predictor, segment_inputs, torch_predictor
+from denseclip.deploy.folder import list_inputs, segment_inputs
+from denseclip.deploy.predictors import ort_predictor, torch_predictor
 from denseclip.engine import ignore_known_warnings
 
 

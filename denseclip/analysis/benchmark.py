@@ -14,7 +14,6 @@ PyTorch the same way.
 """
 import contextlib
 import copy
-import platform
 import re
 import resource
 import statistics
@@ -31,12 +30,10 @@ from mmseg.structures import SegDataSample
 from torch import nn
 
 from denseclip.engine import enable_amp
+from denseclip.engine.device import bf16_flags, cpu_model_and_flags
 from denseclip.models.slide import slide_windows
 
 _STATUS = '/proc/self/status'
-_CPUINFO = '/proc/cpuinfo'
-#: CPU flags (as /proc/cpuinfo names them) that give bfloat16 matmuls native hardware support.
-BF16_FLAGS = ('amx_bf16', 'avx512_bf16')
 
 
 def _synchronize(device: torch.device) -> None:
@@ -45,23 +42,13 @@ def _synchronize(device: torch.device) -> None:
 
 
 def describe_device(device: torch.device) -> dict:
-    """What the figures were measured on: the GPU's name, or the CPU's model and bf16 flags.
-
-    The CPU's flags are read from ``/proc/cpuinfo``, not assumed: without ``amx_bf16`` or
-    ``avx512_bf16`` bfloat16 runs emulated and is usually slower than float32.
-    """
+    """What the figures were measured on: the GPU's name, or the CPU's model; and what gives
+    it native bfloat16 (:func:`denseclip.engine.device.bf16_flags`, read, not assumed: without
+    ``amx_bf16`` or ``avx512_bf16`` a CPU emulates bfloat16, usually slower than float32)."""
     device = torch.device(device)
-    if device.type == 'cuda':
-        return dict(device_name=torch.cuda.get_device_name(device), bf16_flags=['cuda'])
-    model, flags = platform.processor() or 'unknown CPU', set()
-    with contextlib.suppress(OSError):
-        with open(_CPUINFO) as file:
-            info = file.read()
-        found = re.search(r'^model name\s*:\s*(.+)$', info, re.MULTILINE)
-        model = found.group(1).strip() if found else model
-        found = re.search(r'^flags\s*:\s*(.+)$', info, re.MULTILINE)
-        flags = set(found.group(1).split()) if found else set()
-    return dict(device_name=model, bf16_flags=[flag for flag in BF16_FLAGS if flag in flags])
+    name = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+            else cpu_model_and_flags()[0])
+    return dict(device_name=name, bf16_flags=bf16_flags(device))
 
 
 def kernel_rates(device: torch.device, size: int = 2048, repeats: int = 3) -> dict:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from denseclip.deploy.folder import (Inputs, Predictor, class_fractions, labels_png,
-                                     list_inputs, output_paths, overlay, read_image,
-                                     segment_inputs)
+from denseclip.deploy.folder import (Inputs, class_fractions, labels_png, list_inputs,
+                                     output_paths, overlay, read_image, segment_inputs)
+from denseclip.deploy.predictors import Predictor, ort_predictor
 
 CLASSES = ('wall', 'sky', 'bed ')
 PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
@@ -253,10 +253,9 @@ class LogitsOfBlue:
 
 
 def test_the_onnx_predictor_takes_the_argmax_and_the_files_classes(monkeypatch, tmp_path):
-    from denseclip.deploy import folder as folder_module
     monkeypatch.setitem(sys.modules, 'denseclip.deploy.ort',
                         types.SimpleNamespace(OrtSegmentor=LogitsOfBlue))
-    predictor = folder_module.ort_predictor('model.onnx')
+    predictor = ort_predictor('model.onnx')
     assert predictor.class_names == CLASSES and predictor.batch_size == 1
     np.testing.assert_array_equal(predictor.palette, PALETTE)
     image = write_image(tmp_path / 'x.png')
@@ -264,4 +263,4 @@ def test_the_onnx_predictor_takes_the_argmax_and_the_files_classes(monkeypatch, 
     monkeypatch.setitem(sys.modules, 'denseclip.deploy.ort', types.SimpleNamespace(
         OrtSegmentor=lambda path: LogitsOfBlue(path, bad_shape=True)))
     with pytest.raises(RuntimeError, match=r'model\.onnx gave logits of shape \(3, 15, 24\)'):
-        folder_module.ort_predictor('model.onnx').predict([image])
+        ort_predictor('model.onnx').predict([image])
