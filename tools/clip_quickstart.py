@@ -4,7 +4,7 @@ Run through ``bash tools/clip_quickstart.sh`` (which sets up the environment fir
 calls the project's own tools, so the log shows the commands to reuse: the data
 (make_synthetic_data.py), zero-shot classification of the held-out ImageFolder images
 (zero_shot.py --folder) and zero-shot segmentation of the held-out scenes (test.py with the
-zero-shot config, fitted to the tiny CLIP's shape), both for the untrained (randomly
+zero-shot config of the tiny CLIP's shape), both for the untrained (randomly
 initialised) model and after training (train.py).
 """
 import argparse
@@ -26,25 +26,12 @@ from mmseg.registry import MODELS
 import denseclip  # noqa: F401  (registers CLIPContrastive)
 
 CONFIG = 'configs/clip/clip_tiny-r_1xb32-0.3k_synthetic-captions-128x128.py'
-ZERO_SHOT_CONFIG = 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-64x64.py'
+ZERO_SHOT_CONFIG = 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py'  # CONFIG's towers
 
 
 def run(*command: str) -> None:
     print('+ python ' + shlex.join(command), flush=True)
     subprocess.run([sys.executable, *command], check=True)
-
-
-def segmentor_options(arch: dict) -> list[str]:
-    """``--cfg-options`` giving the zero-shot segmentor the towers of the CLIP config."""
-    layers = ','.join(map(str, arch.vision_layers))
-    return [f'model.backbone.layers=({layers})',
-            f'model.backbone.width={arch.vision_width}',
-            f'model.backbone.output_dim={arch.embed_dim}',
-            f'model.backbone.input_resolution={arch.image_resolution}',
-            f'model.text_encoder.context_length={arch.context_length}',
-            f'model.text_encoder.transformer_width={arch.transformer_width}',
-            f'model.text_encoder.transformer_heads={arch.transformer_heads}',
-            f'model.text_encoder.transformer_layers={arch.transformer_layers}']
 
 
 def classify(checkpoint: str, folder: str, out_dir: str) -> dict:
@@ -114,8 +101,7 @@ def main() -> None:
         *map(str, args.per_class), '--overwrite')
     scenes = osp.join(args.data_root, 'ADEChallengeData2016')
     folder = osp.join(args.data_root, 'imagefolder', 'validation')  # held out: not trained on
-    seg_options = segmentor_options(cfg.model.arch) + [
-        f'test_dataloader.dataset.data_root={scenes}']
+    seg_options = [f'test_dataloader.dataset.data_root={scenes}']
     train_options = [f'train_dataloader.dataset.data_root={scenes}']
     if args.iters is not None:  # the schedule keeps its shape: warm-up, then cosine to zero
         warmup = max(1, min(cfg.warmup_iters, args.iters // 10))

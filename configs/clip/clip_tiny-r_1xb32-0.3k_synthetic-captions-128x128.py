@@ -2,7 +2,8 @@
 # init) trained with the contrastive loss on the synthetic scenes' captions: 2-4 minutes
 # on 2 CPU cores. Write the data first: python tools/make_synthetic_data.py
 # The demonstration around it (zero-shot classification and segmentation before and after
-# this training): bash tools/clip_quickstart.sh
+# this training): bash tools/clip_quickstart.sh; the zero-shot segmentation config of this
+# CLIP's shape: configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py
 _base_ = [
     '../_base_/models/clip_r50.py', '../_base_/datasets/synthetic_captions-128x128.py',
     '../_base_/schedules/clip_10k_adamw.py', '../_base_/default_runtime.py'
@@ -30,3 +31,6 @@ train_cfg = dict(max_iters=max_iters)
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+# a fixed seed: the sample order, the crops and so the losses are the same run to run (one
+# thread per process, as tools/clip_quickstart.sh sets, where the CPU kernels are deterministic)
+randomness = dict(seed=0)

@@ -97,18 +97,30 @@ def write_captions(root: Path, count: int = 8) -> Path:
     return data_root
 
 
-def test_tiny_config_trains_through_the_cli(tmp_path, run_tool):
-    data_root = write_captions(tmp_path / 'data')
-    work_dir = tmp_path / 'work'
+def train_tiny(data_root: Path, work_dir: Path, run_tool) -> tuple[list, dict]:
+    """Three iterations of the tiny config through tools/train.py: the logged (step, loss,
+    accuracy, logit scale) and the checkpoint."""
     proc = run_tool('train.py', TINY, '--work-dir', work_dir, '--cfg-options',
                     f'train_dataloader.dataset.data_root={data_root}',
                     'train_dataloader.batch_size=4', 'train_cfg.max_iters=3',
-                    'default_hooks.logger.interval=1', cwd=tmp_path)
+                    'default_hooks.logger.interval=1', cwd=work_dir.parent)
     assert proc.returncode == 0, proc.output[-3000:]
     logged = re.findall(r'Iter\(train\) \[(\d)/3\].*loss_contrastive: ([\d.]+)\s+accuracy: '
                         r'([\d.]+)\s+logit_scale: ([\d.]+)', proc.output)
+    checkpoint = torch.load(work_dir / 'iter_3.pth', map_location='cpu', weights_only=False)
+    return logged, checkpoint
+
+
+def test_tiny_config_trains_through_the_cli_reproducibly(tmp_path, run_tool):
+    data_root = write_captions(tmp_path / 'data')
+    logged, checkpoint = train_tiny(data_root, tmp_path / 'work', run_tool)
     assert [int(step) for step, *_ in logged] == [1, 2, 3]
     assert all(float(loss) > 0 for _, loss, _, _ in logged)
     assert float(logged[0][3]) == pytest.approx(1 / 0.07, abs=1e-3)
-    checkpoint = torch.load(work_dir / 'iter_3.pth', map_location='cpu', weights_only=False)
     assert 'clip.visual.attnpool.c_proj.weight' in checkpoint['state_dict']
+    # the config's seed (randomness.seed): a second run draws the same samples and crops
+    assert Config.fromfile(TINY).randomness.seed == checkpoint['meta']['seed'] == 0
+    again, checkpoint_again = train_tiny(data_root, tmp_path / 'again', run_tool)
+    assert again == logged
+    for key, value in checkpoint['state_dict'].items():
+        assert torch.equal(checkpoint_again['state_dict'][key], value), key

@@ -37,8 +37,11 @@ BACKBONES = {
              512),
     'vit-b': (dict(type='CLIPVisionTransformer', width=768, layers=12, patch_size=16),
               'pretrained/ViT-B-16.pt', 512),
-    'tiny-r': (dict(type='CLIPResNetWithAttention', layers=(1, 1, 1, 1), width=8), None, 32),
+    'tiny-r': (dict(type='CLIPResNetWithAttention', layers=(1, 1, 1, 1), width=16), None, 64),
 }
+#: The tiny CLIP that configs/clip/ trains; the tiny zero-shot config must be its towers.
+TINY_CLIP = ROOT / 'configs' / 'clip' / 'clip_tiny-r_1xb32-0.3k_synthetic-captions-128x128.py'
+TINY = CONFIG_DIR / 'zero-shot_clip-tiny-r_synthetic-128x128.py'
 DATASETS = {'ade20k': ADE20KDataset.METAINFO['classes'],
             'synthetic': synthetic_metainfo(8)['classes']}
 
@@ -68,7 +71,8 @@ def test_config_builds(path: Path):
     assert isinstance(model, ZeroShotCLIPSegmentor)
     assert {key: cfg.model.backbone[key] for key in backbone} == backbone
     assert model.backbone.embed_dim == model.text_encoder.embed_dim == embed_dim
-    assert model.text_encoder.context_length == 77  # CLIP's prompts, no learned contexts
+    if archive is not None:  # CLIP's prompts, no learned contexts (the tiny CLIP: its own)
+        assert model.text_encoder.context_length == 77
     assert model.out_channels == len(DATASETS[name['dataset']])
     assert not any(parameter.requires_grad for parameter in model.parameters())
 
@@ -79,3 +83,43 @@ def test_rn101_is_rn50_with_the_deeper_tower():
     rn50.model.pretrained = 'pretrained/RN101.pt'
     rn50.model.backbone.update(layers=(3, 4, 23, 3), output_dim=512)
     assert rn50.to_dict() == rn101.to_dict()
+
+
+def test_tiny_config_is_the_tiny_clip_config_at_the_scenes_size():
+    """tools/test.py takes a checkpoint of the tiny CLIP config as it is: no --cfg-options."""
+    arch = Config.fromfile(TINY_CLIP).model.arch
+    model = Config.fromfile(TINY).model
+    backbone, text = model.backbone, model.text_encoder
+    assert arch.vision_patch_size is None  # a ResNet
+    assert (tuple(backbone.layers), backbone.width, backbone.output_dim,
+            backbone.input_resolution) == (tuple(arch.vision_layers), arch.vision_width,
+                                           arch.embed_dim, arch.image_resolution)
+    assert (text.context_length, text.transformer_width, text.transformer_heads,
+            text.transformer_layers) == (arch.context_length, arch.transformer_width,
+                                         arch.transformer_heads, arch.transformer_layers)
+    # the whole 128 px scenes are the input, the size the CLIP was trained at
+    cfg = prepare_config(TINY, device='cpu')
+    assert cfg.model.test_cfg.mode == 'whole'
+    resize = [step for step in cfg.test_dataloader.dataset.pipeline if step.type == 'Resize']
+    assert [tuple(step.scale) for step in resize] == [(arch.image_resolution,) * 2]
+    assert NAME.fullmatch(TINY.name)['height'] == str(arch.image_resolution)
+
+
+def test_tiny_config_loads_a_checkpoint_of_the_tiny_clip_config(tmp_path):
+    """The contrastive model's state dict, as tools/train.py saves it, fills every tensor of
+    the segmentor's towers, and the segmentor labels a 128 px scene."""
+    import torch
+
+    from denseclip.apis.inference import init_model
+    arch = Config.fromfile(TINY_CLIP).model.arch
+    torch.manual_seed(0)
+    clip_model = MODELS.build(dict(type='CLIPContrastive', arch=arch))
+    path = tmp_path / 'iter_1.pth'
+    torch.save({'state_dict': clip_model.state_dict(), 'meta': {}}, path)
+    model = init_model(str(TINY), str(path), device='cpu')
+    torch.testing.assert_close(model.backbone.attnpool.c_proj.weight,
+                               clip_model.clip.visual.attnpool.c_proj.weight)
+    side = arch.image_resolution
+    with torch.no_grad():
+        logits = model.eval()._forward(torch.randn(1, 3, side, side))
+    assert logits.shape == (1, len(DATASETS['synthetic']), side // 32, side // 32)

@@ -152,7 +152,7 @@ def test_class_names_from_the_dataset_config():
 
     from denseclip.datasets import synthetic_metainfo
     from denseclip.engine.config import fill_class_names, prepare_config
-    cfg = prepare_config(ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-64x64.py',
+    cfg = prepare_config(ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py',
                          device='cpu')
     assert cfg.model.class_names == list(synthetic_metainfo(8)['classes'])
     model = MODELS.build(cfg.model)
@@ -264,7 +264,7 @@ def test_zero_shot_configs_use_the_value_path():
     assert len(paths) >= 4
     for path in paths:
         assert Config.fromfile(path).model.backbone.dense_embedding == 'value', path.name
-    tiny = Config.fromfile(ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-64x64.py')
+    tiny = Config.fromfile(ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py')
     tiny.model.class_names = list(NAMES)
     assert MODELS.build(tiny.model).backbone.attnpool.dense == 'value'
 

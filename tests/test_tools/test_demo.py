@@ -136,18 +136,18 @@ def test_softmax_maps_are_probabilities(model, image_path):
 
 
 # ------------------------------------------------------------------ zero-shot configs
-ZERO_SHOT = ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-64x64.py'
+ZERO_SHOT = ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py'
+TINY_CLIP = ROOT / 'configs/clip/clip_tiny-r_1xb32-0.3k_synthetic-captions-128x128.py'
 QUERY = ['grass', 'water', 'sky']
 
 
 @pytest.fixture(scope='module')
 def clip_archive(tmp_path_factory) -> Path:
-    """A tiny random CLIP of the zero-shot synthetic config's shape, as a plain state dict."""
+    """A tiny random CLIP of the zero-shot synthetic config's shape (the tiny contrastive CLIP
+    config's), as a plain state dict."""
     from denseclip.clip import CLIP
     torch.manual_seed(0)
-    clip = CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
-                vision_patch_size=None, context_length=77, vocab_size=49408,
-                transformer_width=64, transformer_heads=1, transformer_layers=2)
+    clip = CLIP(**Config.fromfile(TINY_CLIP).model.arch)
     path = tmp_path_factory.mktemp('clip') / 'RN-tiny.pth'
     torch.save(clip.state_dict(), path)
     return path

@@ -1,7 +1,8 @@
 """tools/test.py on the synthetic zero-shot config, with a tiny CLIP archive as CHECKPOINT.
 
-The archive is TorchScript, as OpenAI's are: a tiny random CLIP of the config's shape (ResNet
-width 8, one block per stage, 64 px; text tower width 64, two layers) traced whole. The same
+The archive is TorchScript, as OpenAI's are: a tiny random CLIP of the config's shape (the tiny
+CLIP that configs/clip/ trains: ResNet width 16, one block per stage, 128 px; text tower width
+64, two layers, 24 positions) traced whole. The same
 weights saved as tools/train.py saves the contrastive CLIP model (an mmengine checkpoint with
 ``clip.`` keys, message hub and optimiser state) must give the same result.
 """
@@ -12,14 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmengine.config import Config
+
 from denseclip.clip import CLIP, load, tokenize
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-64x64.py'
-#: The shape of the config's CLIP (as tests/test_clip/tiny.py's TINY_RN).
-TINY_CLIP = dict(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
-                 vision_patch_size=None, context_length=77, vocab_size=49408,
-                 transformer_width=64, transformer_heads=1, transformer_layers=2)
+CONFIG = ROOT / 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py'
+#: The shape of the config's CLIP: the tiny contrastive CLIP config's (a config test checks it).
+TINY_CLIP = Config.fromfile(
+    ROOT / 'configs/clip/clip_tiny-r_1xb32-0.3k_synthetic-captions-128x128.py').model.arch.to_dict()
+SIDE = TINY_CLIP['image_resolution']
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +32,9 @@ def archive(tmp_path_factory) -> Path:
     model = CLIP(**TINY_CLIP).eval()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # tracing warnings
-        torch.jit.trace(model, (torch.randn(1, 3, 64, 64), tokenize(['a cat']))).save(str(path))
+        example = (torch.randn(1, 3, SIDE, SIDE),
+                   tokenize(['a cat'], context_length=TINY_CLIP['context_length']))
+        torch.jit.trace(model, example).save(str(path))
     return path
 
 
@@ -46,7 +51,7 @@ def trained_checkpoint(archive) -> Path:
     model = MODELS.build(dict(type='CLIPContrastive', arch=TINY_CLIP))
     model.clip.load_state_dict(load(archive).state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
-    model.eval().clip.encode_image(torch.randn(1, 3, 64, 64)).sum().backward()
+    model.eval().clip.encode_image(torch.randn(1, 3, SIDE, SIDE)).sum().backward()
     optimizer.step()  # the optimiser state holds moment buffers; lr 0 keeps the weights
     hub = MessageHub.get_instance('zero-shot-segmentation-tool-test')
     hub.update_scalar('train/loss', 0.5)
