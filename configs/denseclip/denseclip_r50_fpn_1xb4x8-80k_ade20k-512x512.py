@@ -1,7 +1,7 @@
 # DenseCLIP RN50 (Table 1) on one GPU: 4 images per iteration, gradients accumulated over 8
 # iterations, so each of the 80k optimiser steps sees the paper's 32 images at the paper's lr.
 # Activation checkpointing keeps a 4-image iteration small. Not the same run: BatchNorm sees 4
-# images at a time instead of 32 (README, "Training on one or two GPUs").
+# images at a time instead of 32 (docs/deploy.md).
 _base_ = './denseclip_r50_fpn_8xb4-80k_ade20k-512x512.py'
 accumulation = 8  # 1 GPU x 4 images x 8 iterations = 32 images per optimiser step
 model = dict(

@@ -1,7 +1,7 @@
 # DenseCLIP RN50 (Table 1) on two GPUs: 2 x 4 images per iteration, gradients accumulated over
 # 4 iterations, so each of the 80k optimiser steps sees the paper's 32 images at the paper's
 # lr. Activation checkpointing keeps a 4-image iteration small. Not the same run: (Sync)BN sees
-# 8 images at a time instead of 32 (README, "Training on one or two GPUs").
+# 8 images at a time instead of 32 (docs/deploy.md).
 _base_ = './denseclip_r50_fpn_8xb4-80k_ade20k-512x512.py'
 accumulation = 4  # 2 GPUs x 4 images x 4 iterations = 32 images per optimiser step
 model = dict(backbone=dict(with_cp=True), text_encoder=dict(with_cp=True))
