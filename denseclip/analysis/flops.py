@@ -213,7 +213,8 @@ def count_flops(model: nn.Module, size: tuple[int, int] = (1024, 1024),
     """Counts FLOPs (one image of ``size``) and parameters of an mmseg ``EncoderDecoder``.
 
     The model is traced in eval mode without gradients and with its text cache disabled, so
-    that the text encoder is traced and reported (then left out of ``gflops`` if cached).
+    that the text encoder is traced and reported (then left out of ``gflops`` if cached), and
+    with ``nn.MultiheadAttention``'s fused fast path off (all three restored afterwards).
 
     Args:
         model: The segmentor (any ``EncoderDecoder``; DenseCLIP or a baseline).
@@ -224,9 +225,14 @@ def count_flops(model: nn.Module, size: tuple[int, int] = (1024, 1024),
         strict: Raise if the trace holds an operator that no handle counts or declares free.
     """
     was_training, cache_text = model.training, getattr(model, 'cache_text', None)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     model.eval()
     if cache_text is not None:
         model.cache_text = False
+    # nn.MultiheadAttention (open_clip's towers) would run its fused inference kernel,
+    # aten::_native_multi_head_attention, which has no FLOP rule; off, it runs the in-projection,
+    # scaled_dot_product_attention and out-projection that the handles here count
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad():
             analysis = flop_analysis(model, size, legacy_fvcore, count_elementwise)
@@ -235,6 +241,7 @@ def count_flops(model: nn.Module, size: tuple[int, int] = (1024, 1024),
             unsupported = analysis.unsupported_ops()
             by_operator = analysis.by_operator()
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
         if cache_text is not None:
             model.cache_text = cache_text

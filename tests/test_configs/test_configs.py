@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'configs'
 #: Folders with configs of other kinds, built and checked by their own test modules:
 #: CLIP contrastive training (test_clip_configs.py), zero-shot segmentation
-#: (test_zero_shot_configs.py).
-OWN_TESTS = ('_base_', 'clip', 'zero_shot')
+#: (test_zero_shot_configs.py), DenseCLIP with open_clip towers, which need the open_clip
+#: extra (tests/test_open_clip/test_open_clip_configs.py, run in .venv-open_clip).
+OWN_TESTS = ('_base_', 'clip', 'zero_shot', 'open_clip')
 CONFIGS = sorted(path for path in CONFIG_DIR.rglob('*.py')
                  if path.relative_to(CONFIG_DIR).parts[0] not in OWN_TESTS)
 IDS = [str(path.relative_to(CONFIG_DIR)) for path in CONFIGS]
