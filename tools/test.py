@@ -88,7 +88,8 @@ def main() -> dict:
         enable_visualization(cfg, args)
     if args.amp:
         cfg.test_cfg.fp16 = True  # mmengine's TestLoop runs the model under autocast
-        warn_if_bf16_emulated('cuda' if torch.cuda.is_available() else 'cpu', '--amp')
+        if not torch.cuda.is_available():  # CUDA autocasts to fp16; a CPU to bfloat16
+            warn_if_bf16_emulated('cpu', '--amp')
     if args.out is not None:
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True
