@@ -24,11 +24,10 @@ import sys
 
 import torch
 
-from denseclip.clip import PHOTO_TEMPLATES, ZeroShotClassifier, build_model, read_templates
-from denseclip.clip.zero_shot import (accuracy_summary, clip_state_dict, embed_images,
-                                      image_folder, read_class_names)
+from denseclip.clip import (PHOTO_TEMPLATES, ZeroShotClassifier, build_model, read_clip_weights,
+                            read_templates)
+from denseclip.clip.zero_shot import accuracy_summary, embed_images, image_folder, read_class_names
 from denseclip.engine import ignore_known_warnings
-from denseclip.engine.safe_load import weights_only_load
 
 
 def parse_args() -> argparse.Namespace:
@@ -113,8 +112,7 @@ def main() -> int:
             paths, labels, classes, not_images = image_folder(args.folder, classes)
             for path in not_images:
                 print(f'not an image by its name, skipped: {path}')
-        model = build_model(clip_state_dict(weights_only_load(args.checkpoint, 'cpu'),
-                                            args.checkpoint)).to(args.device)
+        model = build_model(read_clip_weights(args.checkpoint)).to(args.device)
         classifier = ZeroShotClassifier.from_clip(model, classes, templates)
     except (OSError, ValueError, RuntimeError) as err:  # CheckpointError is a RuntimeError
         sys.exit(f'error: {err}')

@@ -15,9 +15,8 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
-from denseclip.clip.zero_shot import clip_state_dict
 from denseclip.engine.config import prepare_config
-from denseclip.engine.safe_load import load_checkpoint, weights_only_load
+from denseclip.engine.safe_load import load_checkpoint
 
 ImageType = Union[str, os.PathLike, np.ndarray]
 ImagesType = Union[ImageType, Sequence[ImageType]]
@@ -53,9 +52,9 @@ def load_clip_archive(model: nn.Module, path: str) -> None:
     """Loads CLIP weights into a (possibly wrapped: DDP, TTA) zero-shot segmentor.
 
     ``path`` is an OpenAI CLIP archive, a CLIP state dict, or a checkpoint of the contrastive
-    CLIP model written by ``tools/train.py`` (an mmengine checkpoint, keys under ``clip.``):
-    read by the one reader with the run checkpoints' allowlist (``weights_only_load``), the
-    CLIP weights picked out by ``clip_state_dict``, as ``tools/zero_shot.py`` does.
+    CLIP model written by ``tools/train.py`` (an mmengine checkpoint, keys under ``clip.``),
+    read by the one reader of CLIP weights (:func:`~denseclip.clip.checkpoint.read_clip_weights`)
+    in the segmentor's ``load_clip``, as ``tools/zero_shot.py`` reads its CHECKPOINT.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -64,8 +63,7 @@ def load_clip_archive(model: nn.Module, path: str) -> None:
     """
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
-    model.load_clip(clip_state_dict(weights_only_load(path, map_location='cpu'), path),
-                    source=path)
+    model.load_clip(path)
 
 
 def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str] = None,

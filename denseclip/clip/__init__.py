@@ -1,5 +1,6 @@
 """Pure-PyTorch CLIP: towers, the CLIP model, checkpoint loading and a strict tokenizer."""
-from .checkpoint import build_model, infer_clip_config, load, read_state_dict
+from .checkpoint import (build_model, clip_state_dict, infer_clip_config, load,
+                         read_clip_weights, read_state_dict)
 from .errors import CheckpointError
 from .fit import StateDictFit, check_fit
 from .model import CLIP, contrastive_loss
@@ -13,6 +14,7 @@ from .zero_shot import PHOTO_TEMPLATES, ZeroShotClassifier, build_classifier, re
 __all__ = [
     'CLIP', 'CLIP_MEAN', 'CLIP_STD', 'PHOTO_TEMPLATES', 'AttentionPool2d', 'CheckpointError',
     'ModifiedResNet', 'ResNetTrunk', 'StateDictFit', 'TextTransformer', 'VisionTransformer',
-    'ZeroShotClassifier', 'build_classifier', 'build_model', 'check_fit', 'contrastive_loss',
-    'infer_clip_config', 'load', 'read_image_rgb', 'read_state_dict', 'read_templates', 'tokenize'
+    'ZeroShotClassifier', 'build_classifier', 'build_model', 'check_fit', 'clip_state_dict',
+    'contrastive_loss', 'infer_clip_config', 'load', 'read_clip_weights', 'read_image_rgb',
+    'read_state_dict', 'read_templates', 'tokenize'
 ]

@@ -2,8 +2,10 @@
 
 Pure functions over state dicts. Supported inputs: OpenAI's TorchScript archives (``RN50.pt``,
 ``ViT-B-16.pt``; read with ``torch.jit.load``), ``.safetensors`` files, plain state dicts and
-mmengine checkpoints (``{'state_dict': ...}``), read with ``torch.load(weights_only=True)`` so
-that a file cannot run code when loaded. Nothing here touches the network.
+mmengine checkpoints (``{'state_dict': ...}``, also with the runner's state:
+:data:`RUN_CHECKPOINT_GLOBALS`), read with ``torch.load(weights_only=True)`` so that a file cannot
+run code when loaded. CLIP weights are read by :func:`read_clip_weights`, which also takes a
+checkpoint of the contrastive CLIP model (keys under ``clip.``). Nothing here touches the network.
 """
 import os
 import pickle
@@ -16,6 +18,7 @@ import numpy as np
 import safetensors.torch
 import torch
 from mmengine.logging import MMLogger
+from mmengine.logging.history_buffer import HistoryBuffer
 from torch import nn
 
 from .errors import CheckpointError
@@ -48,6 +51,35 @@ NUMPY_GLOBALS = [
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
         np.uint64, np.float16, np.float32, np.float64, np.str_)},
 ]
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` restricted to the public methods defined on ``HistoryBuffer``."""
+    method = vars(HistoryBuffer).get(name) if obj is HistoryBuffer else None
+    if name.startswith('_') or not callable(method):
+        raise pickle.UnpicklingError(
+            f'getattr({obj!r}, {name!r}) is not allowed: only the statistics methods of '
+            "mmengine's HistoryBuffer may be fetched while loading a checkpoint")
+    return method
+
+
+#: What mmengine's runner writes into a checkpoint beyond tensors and Python containers, which
+#: ``torch.load(weights_only=True)`` may build when reading one: numpy values (meta, message
+#: hub), the message hub's ``HistoryBuffer`` and a ``getattr`` that fetches only
+#: ``HistoryBuffer``'s own statistics methods (pickled as ``getattr(HistoryBuffer, 'mean')``;
+#: the real ``getattr`` would reach any attribute of any allowed object).
+RUN_CHECKPOINT_GLOBALS = [
+    *NUMPY_GLOBALS,
+    HistoryBuffer,
+    (_history_buffer_getattr, 'builtins.getattr'),
+]
+
+#: Prefix of the CLIP weights in checkpoints of the contrastive CLIP model (tools/train.py).
+TRAINED_CLIP_PREFIX = 'clip.'
+
+#: The first component of every key of OpenAI's CLIP state dicts (weights and metadata).
+CLIP_KEY_ROOTS = ('visual', 'transformer', 'token_embedding', 'positional_embedding',
+                  'ln_final', 'text_projection', 'logit_scale', *ARCHIVE_METADATA)
 
 
 #: torch's words when its weights-only unpickler refuses an object (matched case-insensitively);
@@ -202,6 +234,64 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
             for key, value in state_dict.items()}
 
 
+def _is_clip_key(key: str) -> bool:
+    return key.split('.', 1)[0] in CLIP_KEY_ROOTS
+
+
+def clip_state_dict(checkpoint: Any, source: str) -> StateDict:
+    """The CLIP weights, with OpenAI's key names and as fp32, in what a checkpoint file holds.
+
+    Args:
+        checkpoint: What :func:`read_checkpoint` returned: OpenAI's archive or a CLIP state
+            dict, or an mmengine checkpoint whose ``state_dict`` holds CLIP's keys, bare or
+            all under ``clip.`` (the contrastive CLIP model of ``tools/train.py``; its other
+            tensors, which are not CLIP weights, are left out).
+        source: The file, for messages.
+
+    Raises:
+        CheckpointError: ``checkpoint`` is not a state dict, or no key of it is one of CLIP's.
+    """
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, Mapping) \
+        else checkpoint
+    if not isinstance(state_dict, Mapping) or not all(
+            isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise CheckpointError(f'{source!r} does not hold a state dict (a mapping of names to '
+                              'tensors)')
+    inner = select_prefix(state_dict, TRAINED_CLIP_PREFIX)
+    if not any(map(_is_clip_key, state_dict)) and any(map(_is_clip_key, inner)):
+        others = len(state_dict) - len(inner)
+        if others:
+            MMLogger.get_current_instance().info(
+                f'{source}: {others} tensors outside {TRAINED_CLIP_PREFIX!r} are not CLIP '
+                'weights; not used')
+        state_dict = inner
+    if not any(map(_is_clip_key, state_dict)):
+        raise CheckpointError(
+            f'{source!r} holds no CLIP model: no key of OpenAI\'s CLIP (visual.*, '
+            f'transformer.*, text_projection, ...), bare or under {TRAINED_CLIP_PREFIX!r} (keys '
+            f'begin {sorted(state_dict)[:3]}). Expected an OpenAI CLIP archive, a CLIP state '
+            'dict, or a checkpoint of the contrastive CLIP model')
+    return {key: value.float() if value.is_floating_point() else value
+            for key, value in state_dict.items()}
+
+
+def read_clip_weights(path: str | os.PathLike) -> StateDict:
+    """The one reader of CLIP weights: a file's CLIP state dict, OpenAI's key names, fp32.
+
+    Takes OpenAI's archives, ``.safetensors`` files, CLIP state dicts and mmengine checkpoints
+    of them, including a checkpoint of the contrastive CLIP model as ``tools/train.py`` writes
+    it (weights under ``clip.``, with the runner's meta, message hub and optimiser state, read
+    with :data:`RUN_CHECKPOINT_GLOBALS`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message says where to get CLIP weights).
+        CheckpointError: the file is damaged, would run code on loading, or holds no CLIP
+            weights (see :func:`clip_state_dict`).
+    """
+    checkpoint = read_checkpoint(path, allowed_globals=RUN_CHECKPOINT_GLOBALS)
+    return clip_state_dict(checkpoint, os.fspath(path))
+
+
 def select_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> StateDict:
     """The entries under ``prefix`` (e.g. ``'visual.'``) with the prefix stripped."""
     return {key[len(prefix):]: value for key, value in state_dict.items()
@@ -348,20 +438,21 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
 
 
 def load(path: str | os.PathLike, device: str | torch.device = 'cpu') -> CLIP:
-    """Loads an OpenAI CLIP archive or a CLIP state dict as an fp32 model in eval mode."""
-    return build_model(read_state_dict(path)).to(device)
+    """Loads CLIP weights (:func:`read_clip_weights`) as an fp32 model in eval mode."""
+    return build_model(read_clip_weights(path)).to(device)
 
 
 def load_tower(module: nn.Module, path: str | os.PathLike, part: str,
                allowed_missing: Iterable[str] = (), allowed_unexpected: Iterable[str] = ()) -> None:
-    """Loads the ``'visual'`` or ``'text'`` part of a CLIP checkpoint into a tower.
+    """Loads the ``'visual'`` or ``'text'`` part of CLIP weights into a tower.
 
-    Positional embeddings are fitted to the tower: image grids are resized bilinearly to its
-    ``input_resolution``, text positions truncated to its ``context_length``.
+    ``path`` is any file :func:`read_clip_weights` takes, a checkpoint of the contrastive CLIP
+    model included. Positional embeddings are fitted to the tower: image grids are resized
+    bilinearly to its ``input_resolution``, text positions truncated to its ``context_length``.
     """
     if part not in ('visual', 'text'):
         raise ValueError(f"part must be 'visual' or 'text', got {part!r}")
-    full = read_state_dict(path)
+    full = read_clip_weights(path)
     if part == 'visual':
         state_dict = visual_state_dict(full)
         positions = dict(grid_positions=('positional_embedding', 'attnpool.positional_embedding'))

@@ -4,21 +4,19 @@ Each class name is written into several prompt templates ("a photo of a {}."); t
 text embeddings of the prompts are averaged and normalised again (prompt ensembling, as in
 CLIP's paper). The classifier is built once and applied to any number of image embeddings.
 
-Also here: what ``tools/zero_shot.py`` needs around it, as functions: CLIP weights from any
-checkpoint the project writes, class names and templates from files, an ImageFolder tree, image
-embeddings with bad files skipped, and the accuracy summary.
+Also here: what ``tools/zero_shot.py`` needs around it, as functions: class names and
+templates from files, an ImageFolder tree, image embeddings with bad files skipped, and the
+accuracy summary. CLIP weights come from :func:`denseclip.clip.checkpoint.read_clip_weights`.
 """
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
 from torch import nn
 
-from .errors import CheckpointError
 from .model import CLIP
 from .preprocess import preprocess, read_image_rgb
 from .tokenizer import tokenize
@@ -191,45 +189,6 @@ class ZeroShotClassifier(nn.Module):
 #: File name endings taken as images in an ImageFolder tree (lower case).
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm',
                   '.pgm')
-
-#: Prefix of the CLIP weights in checkpoints of the contrastive CLIP model (tools/train.py).
-TRAINED_CLIP_PREFIX = 'clip.'
-
-
-def clip_state_dict(checkpoint: Mapping, source: str) -> dict[str, torch.Tensor]:
-    """The CLIP weights (OpenAI's key names) in what a checkpoint file holds.
-
-    Args:
-        checkpoint: What the one reader returned: OpenAI's archive or a CLIP state dict (keys
-            as OpenAI's), or an mmengine checkpoint whose ``state_dict`` holds them, bare or
-            under ``clip.`` (the contrastive CLIP model of ``tools/train.py``).
-        source: The file, for messages.
-
-    Raises:
-        CheckpointError: no CLIP weights found.
-    """
-    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, Mapping) \
-        else checkpoint
-    if not isinstance(state_dict, Mapping) or not all(
-            isinstance(value, torch.Tensor) for value in state_dict.values()):
-        raise CheckpointError(f'{source!r} does not hold a state dict (a mapping of names to '
-                              'tensors)')
-    if 'text_projection' in state_dict:
-        return dict(state_dict)
-    inner = {key[len(TRAINED_CLIP_PREFIX):]: value for key, value in state_dict.items()
-             if key.startswith(TRAINED_CLIP_PREFIX)}
-    if 'text_projection' not in inner:
-        raise CheckpointError(
-            f'{source!r} holds no CLIP model: no text_projection, bare or under '
-            f'{TRAINED_CLIP_PREFIX!r} (keys begin {sorted(state_dict)[:3]}). Expected an OpenAI '
-            'CLIP archive, a CLIP state dict, or a checkpoint of the contrastive CLIP model')
-    others = len(state_dict) - len(inner)
-    if others:
-        MMLogger.get_current_instance().info(
-            f'{source}: {others} tensors outside {TRAINED_CLIP_PREFIX!r} are not CLIP weights; '
-            'not used')
-    return inner
-
 
 def read_class_names(path: str | os.PathLike) -> list[str]:
     """Class names from a text file: one a line; blank lines and ``#`` comments skipped.

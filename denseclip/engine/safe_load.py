@@ -6,7 +6,9 @@ fit the model: the project's safe-loading policy.
   DenseCLIP / mmengine checkpoints, resume checkpoints with optimiser and message-hub state)
   are read with ``torch.load(weights_only=True)``. Besides
   tensors and plain Python containers, only the types that mmengine writes into its checkpoints
-  are allowed (:data:`SAFE_GLOBALS`): numpy arrays, scalars and dtypes, mmengine's
+  are allowed (:data:`SAFE_GLOBALS`, defined in the clip room as
+  :data:`denseclip.clip.checkpoint.RUN_CHECKPOINT_GLOBALS`, whose reader of CLIP weights takes
+  run checkpoints too): numpy arrays, scalars and dtypes, mmengine's
   ``HistoryBuffer``, and a ``getattr`` that can only fetch ``HistoryBuffer``'s own statistics
   methods (mmengine pickles them as ``getattr(HistoryBuffer, 'mean')``; the real ``getattr``
   would reach any attribute of any allowed object).
@@ -28,7 +30,6 @@ refuses such a checkpoint before it is loaded (:class:`CheckpointFitHook` for th
 """
 import logging
 import os.path as osp
-import pickle
 from collections import OrderedDict
 from typing import Any, Optional
 from urllib.parse import urlparse
@@ -37,7 +38,6 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
@@ -46,25 +46,12 @@ from mmseg.registry import HOOKS
 from torch import nn
 
 from denseclip.clip import StateDictFit, check_fit
-from denseclip.clip.checkpoint import NUMPY_GLOBALS, read_checkpoint
+from denseclip.clip.checkpoint import RUN_CHECKPOINT_GLOBALS, read_checkpoint
 
 
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` restricted to the public methods defined on ``HistoryBuffer``."""
-    method = vars(HistoryBuffer).get(name) if obj is HistoryBuffer else None
-    if name.startswith('_') or not callable(method):
-        raise pickle.UnpicklingError(
-            f'getattr({obj!r}, {name!r}) is not allowed: only the statistics methods of '
-            "mmengine's HistoryBuffer may be fetched while loading a checkpoint")
-    return method
-
-
-#: What ``torch.load(weights_only=True)`` may build beyond tensors and Python containers.
-SAFE_GLOBALS = [
-    *NUMPY_GLOBALS,
-    HistoryBuffer,
-    (_history_buffer_getattr, 'builtins.getattr'),
-]
+#: What ``torch.load(weights_only=True)`` may build beyond tensors and Python containers: what
+#: mmengine's runner writes (defined in the clip room, whose CLIP reader takes run checkpoints too).
+SAFE_GLOBALS = RUN_CHECKPOINT_GLOBALS
 
 #: Where a missing checkpoint of a run was named.
 MISSING_HINT = ('Check the path given as load_from, --resume, the CHECKPOINT argument of '

@@ -10,11 +10,11 @@ from mmengine.structures import BaseDataElement
 from mmseg.registry import MODELS
 
 from denseclip.clip import CLIP, CLIP_MEAN, CLIP_STD, tokenize
-from denseclip.clip.checkpoint import ARCHIVE_METADATA, load_into, read_state_dict, select_prefix
+from denseclip.clip.checkpoint import ARCHIVE_METADATA, load_into, read_clip_weights
 from denseclip.clip.loss import gathered_contrastive_loss
 
 #: CLIP clamps its learnable logit scale at 100 (the parameter at log(100)).
-MAX_LOGIT_SCALE = math.log(100)
+MAX_LOG_LOGIT_SCALE = math.log(100)
 Samples = list[BaseDataElement]
 
 
@@ -77,7 +77,8 @@ class CLIPContrastive(BaseModel):
         arch: :class:`~denseclip.clip.CLIP`'s arguments (``embed_dim``, ``image_resolution``,
             ``vision_layers``, ...).
         pretrained: An OpenAI archive (``pretrained/RN50.pt``), a CLIP state dict or a
-            checkpoint of this model to fine-tune from, loaded by :meth:`init_weights`
+            checkpoint of this model (as ``tools/train.py`` writes it) to fine-tune from, read
+            by :func:`~denseclip.clip.checkpoint.read_clip_weights` in :meth:`init_weights`
             (positional embeddings fitted to ``arch``); ``None`` trains from OpenAI's
             initialisation.
         data_preprocessor: Overrides of :class:`CLIPDataPreprocessor` (``truncate``, ...); its
@@ -102,10 +103,7 @@ class CLIPContrastive(BaseModel):
         """Loads ``pretrained`` into ``self.clip``, if given."""
         if self.pretrained is None:
             return
-        state_dict = read_state_dict(self.pretrained)
-        if any(key.startswith('clip.') for key in state_dict):  # a checkpoint of this model
-            state_dict = select_prefix(state_dict, 'clip.')
-        load_into(self.clip, state_dict, source=self.pretrained,
+        load_into(self.clip, read_clip_weights(self.pretrained), source=self.pretrained,
                   allowed_unexpected=ARCHIVE_METADATA,
                   text_positions=('positional_embedding', ),
                   grid_positions=('visual.positional_embedding',
@@ -136,7 +134,7 @@ class CLIPContrastive(BaseModel):
         ``logit_scale`` (the multiplier ``exp(logit_scale)``, at most 100) and ``accuracy``
         (how often an image's or caption's best match in the global batch is its pair)."""
         with torch.no_grad():
-            self.clip.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
+            self.clip.logit_scale.clamp_(max=MAX_LOG_LOGIT_SCALE)
         image_features, text_features = self.embed(inputs, data_samples)
         result = gathered_contrastive_loss(image_features, text_features, self.clip.logit_scale)
         return dict(loss_contrastive=result['loss'], accuracy=result['accuracy'],

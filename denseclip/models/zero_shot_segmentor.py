@@ -10,12 +10,11 @@ from mmseg.models.segmentors import BaseSegmentor, EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
-from denseclip.clip.checkpoint import (load_into, read_state_dict, text_state_dict,
-                                       visual_state_dict)
+from denseclip.clip.checkpoint import (clip_state_dict, load_into, read_clip_weights,
+                                       text_state_dict, visual_state_dict)
 from denseclip.clip.errors import CheckpointError
 from denseclip.clip.zero_shot import (MAX_LOGIT_SCALE, PHOTO_TEMPLATES, ZeroShotClassifier,
-                                      build_classifier, check_template, clip_state_dict,
-                                      read_templates)
+                                      build_classifier, check_template, read_templates)
 
 from . import derive
 from .slide import BatchedSlideMixin
@@ -93,7 +92,7 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
     :meth:`load_clip` once built). So the tools accept CLIP weights as the CHECKPOINT
     argument (``clip_archive_is_checkpoint``): ``tools/test.py CONFIG RN50.pt``; an OpenAI
     archive, a CLIP state dict or a checkpoint of the contrastive CLIP model of
-    ``tools/train.py`` (:func:`denseclip.apis.inference.load_clip_archive` reads them).
+    ``tools/train.py``, all read by :func:`denseclip.clip.checkpoint.read_clip_weights`.
 
     Args:
         backbone: A CLIP image tower with dense embeddings (``CLIPResNetWithAttention``,
@@ -106,7 +105,8 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
         templates: Prompt templates (each with ``{}`` once), a text file of them (one a line),
             or ``None`` for ``denseclip.clip.zero_shot.PHOTO_TEMPLATES``.
         logit_scale: Multiplies the cosine similarities (CLIP's trained models use 100).
-        pretrained: CLIP archive for both towers (``pretrained/RN50.pt``).
+        pretrained: CLIP weights for both towers (``pretrained/RN50.pt``, or any file
+            :func:`~denseclip.clip.checkpoint.read_clip_weights` takes).
     """
 
     #: Every weight comes from the CLIP archive: the tools take it as the CHECKPOINT argument.
@@ -201,34 +201,28 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
 
         Args:
             weights: CLIP's weights with OpenAI's key names, bare or under ``clip.`` (the
-                contrastive CLIP model's), as a state dict or a file: an OpenAI archive, a
-                state dict, or an mmengine checkpoint of plain tensors. A checkpoint that
-                ``tools/train.py`` wrote also holds the runner's state, which only the run
-                checkpoints' reader may unpickle:
-                :func:`denseclip.apis.inference.load_clip_archive` (what the tools call) reads
-                it and hands the state dict here.
+                contrastive CLIP model's), as a state dict or a file that
+                :func:`~denseclip.clip.checkpoint.read_clip_weights` reads: an OpenAI archive,
+                a state dict, or an mmengine checkpoint, such as one ``tools/train.py`` wrote.
             source: Where a state dict came from, for messages (default: the path).
 
         Raises:
             CheckpointError: no CLIP weights in ``weights``, or they do not fit the towers.
         """
-        if not isinstance(weights, Mapping):
-            source = source or os.fspath(weights)
-            try:
-                weights = clip_state_dict(read_state_dict(weights), source)
-            except CheckpointError as err:
-                raise CheckpointError(f'{err}. {CHECKPOINT_HINT}') from None
-        source = source or 'CLIP state dict'
+        is_file = not isinstance(weights, Mapping)
+        source = source or (os.fspath(weights) if is_file else 'CLIP state dict')
+        try:
+            weights = read_clip_weights(weights) if is_file else clip_state_dict(weights, source)
+        except CheckpointError as err:
+            raise CheckpointError(f'{err}. {CHECKPOINT_HINT}') from None
         self._load_state_dict(weights, source)
         self.pretrained = source
         MMLogger.get_current_instance().info(f'zero-shot segmentor: CLIP weights from {source}')
 
     def _load_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
         """What the towers' ``init_weights`` do with ``pretrained`` (``load_tower``), from a
-        state dict: the ``visual.*`` part into the backbone, the rest into the text encoder,
-        positional embeddings fitted, every key accounted for."""
-        state_dict = {key: value.float() if value.is_floating_point() else value
-                      for key, value in state_dict.items()}  # OpenAI's archives hold fp16
+        CLIP state dict (OpenAI's keys, fp32): the ``visual.*`` part into the backbone, the
+        rest into the text encoder, positional embeddings fitted, every key accounted for."""
         visual, text = visual_state_dict(state_dict), text_state_dict(state_dict)
         if not (visual and text):
             raise CheckpointError(f'{source!r} holds no {"text" if visual else "visual"} tower '

@@ -1,17 +1,21 @@
 """Reading and loading CLIP weights: every supported format round-trips, bad files are refused."""
 import os
+import pickle
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
 from torch import nn
 
 from denseclip.clip import (CLIP, CheckpointError, ModifiedResNet, TextTransformer,
                             VisionTransformer, build_model, infer_clip_config, load,
-                            read_state_dict, tokenize)
-from denseclip.clip.checkpoint import (load_into, resize_grid_positions, text_state_dict,
-                                         truncate_text_positions,
+                            read_clip_weights, read_state_dict, tokenize)
+from denseclip.clip.checkpoint import (load_into, load_tower, resize_grid_positions,
+                                       text_state_dict, truncate_text_positions,
                                        visual_state_dict)
 
 from .tiny import TINY_RN, TINY_VIT, make_clip
@@ -272,6 +276,76 @@ def test_non_state_dict_is_refused(content, tmp_path):
     torch.save(content, path)
     with pytest.raises(CheckpointError, match='state dict'):
         read_state_dict(path)
+
+
+# ------------------------------------------------- checkpoints of the contrastive CLIP model
+def save_like_the_runner(clip: CLIP, path) -> str:
+    """``clip`` as a checkpoint of the contrastive CLIP model (OpenAI's keys under ``clip.``),
+    written by mmengine's ``save_checkpoint`` with what its runner puts next to the weights:
+    meta, a message hub of ``HistoryBuffer``s and numpy values, optimiser state."""
+    optimizer = torch.optim.AdamW(clip.parameters(), lr=0.0)  # lr 0: the weights stay
+    clip.token_embedding.weight.sum().backward()
+    optimizer.step()
+    hub = MessageHub.get_instance('test_checkpoint_runner')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_scalar('train/lr', np.float64(1e-5))
+    hub.update_info('iter', 10)
+    state_dict = {f'clip.{key}': value for key, value in weights_to_cpu(clip.state_dict()).items()}
+    save_checkpoint(dict(meta=dict(epoch=0, iter=10, seed=np.int64(0)), state_dict=state_dict,
+                         message_hub=hub.state_dict(), optimizer=optimizer.state_dict()),
+                    str(path))
+    return str(path)
+
+
+def test_run_checkpoint_of_the_contrastive_model_is_read_as_clip_weights(
+        tiny_config, tiny_clip, inputs, tmp_path):
+    path = save_like_the_runner(tiny_clip, tmp_path / 'iter_10.pth')
+    with pytest.raises(pickle.UnpicklingError):  # what the allowlist of run checkpoints is for
+        torch.load(path, weights_only=True)
+    weights = read_clip_weights(path)
+    assert weights.keys() == tiny_clip.state_dict().keys()  # `clip.` stripped
+    torch.testing.assert_close(weights['text_projection'], tiny_clip.text_projection,
+                               rtol=0, atol=0)
+    assert_same_model(load(path), tiny_clip, inputs)
+
+
+def test_load_tower_takes_a_run_checkpoint_of_the_contrastive_model(tiny_config, tiny_clip,
+                                                                    tmp_path):
+    path = save_like_the_runner(tiny_clip, tmp_path / 'iter_10.pth')
+    fresh = CLIP(**tiny_config)
+    load_tower(fresh.visual, path, 'visual')
+    for key, value in tiny_clip.visual.state_dict().items():
+        assert torch.equal(fresh.visual.state_dict()[key], value), key
+
+
+def test_prefix_is_stripped_only_when_every_clip_key_carries_it(tiny_clip, tmp_path):
+    weights = tiny_clip.state_dict()
+    mixed = {**weights, 'clip.text_projection': torch.zeros(1)}  # bare CLIP keys win
+    torch.save({'state_dict': mixed}, tmp_path / 'mixed.pth')
+    assert read_clip_weights(tmp_path / 'mixed.pth').keys() == mixed.keys()
+    torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(1),
+                               'clip.backbone.x': torch.zeros(1)}}, tmp_path / 'seg.pth')
+    with pytest.raises(CheckpointError, match=r"seg\.pth' holds no CLIP model.*contrastive"):
+        read_clip_weights(tmp_path / 'seg.pth')
+
+
+class GetattrExploit:
+    """Reaches a private attribute of an allowed class through ``getattr``."""
+
+    def __reduce__(self):
+        return getattr, (HistoryBuffer, '__init__')
+
+
+@pytest.mark.parametrize('payload', ['exploit', 'getattr'])
+def test_run_checkpoint_with_an_unsafe_global_is_refused(tiny_clip, payload, tmp_path):
+    marker = tmp_path / 'was_executed'
+    path = tmp_path / 'iter_10.pth'
+    state_dict = {f'clip.{key}': value for key, value in tiny_clip.state_dict().items()}
+    hub = Exploit(str(marker)) if payload == 'exploit' else GetattrExploit()
+    torch.save(dict(state_dict=state_dict, message_hub=hub), path)
+    with pytest.raises(CheckpointError, match=r"refusing to load checkpoint '.*iter_10\.pth'"):
+        read_clip_weights(path)
+    assert not marker.exists()
 
 
 # ----------------------------------------------------------------------------- load_into

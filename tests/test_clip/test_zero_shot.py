@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from denseclip.clip import (PHOTO_TEMPLATES, CheckpointError, TextTransformer,
-                            ZeroShotClassifier, build_classifier, load, read_templates, tokenize)
-from denseclip.clip.zero_shot import (accuracy_summary, clip_state_dict, embed_images,
-                                      image_folder, read_class_names)
+                            ZeroShotClassifier, build_classifier, clip_state_dict, load,
+                            read_templates, tokenize)
+from denseclip.clip.zero_shot import accuracy_summary, embed_images, image_folder, read_class_names
 
 from .test_checkpoint import ArchiveLike, with_metadata
 from .tiny import make_clip

@@ -179,6 +179,13 @@ def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
         mmengine_checkpoint._load_checkpoint(str(path))
 
 
+def test_the_allowlist_is_the_clip_readers():
+    """One allowlist of what mmengine's runner writes, in the clip room, whose reader of CLIP
+    weights takes run checkpoints too (tests/test_clip/test_checkpoint.py)."""
+    from denseclip.clip.checkpoint import RUN_CHECKPOINT_GLOBALS
+    assert safe_load.SAFE_GLOBALS is RUN_CHECKPOINT_GLOBALS
+
+
 def test_torchscript_archive_loads_through_jit(tmp_path):
     model = torch.jit.script(nn.Linear(3, 2))
     path = tmp_path / 'RN_tiny.pt'

@@ -10,7 +10,7 @@ from mmseg.registry import MODELS
 
 import denseclip.models.clip_contrastive  # noqa: F401  (registers the model)
 from denseclip.clip import CLIP, CheckpointError, tokenize
-from denseclip.models.clip_contrastive import (MAX_LOGIT_SCALE, CLIPContrastive,
+from denseclip.models.clip_contrastive import (MAX_LOG_LOGIT_SCALE, CLIPContrastive,
                                                CLIPDataPreprocessor)
 
 #: ResNet CLIP, width 16, one block per stage, 64 px; text width 32, one layer, 16 positions.
@@ -109,7 +109,7 @@ def test_logit_scale_parameter_is_clamped_at_log_100(model):
     with torch.no_grad():
         model.clip.logit_scale.fill_(6.0)  # exp(6) = 403
     losses = model(**model.data_preprocessor(packed(), training=True), mode='loss')
-    assert model.clip.logit_scale.item() == pytest.approx(MAX_LOGIT_SCALE)
+    assert model.clip.logit_scale.item() == pytest.approx(MAX_LOG_LOGIT_SCALE)
     assert losses['logit_scale'].item() == pytest.approx(100.0)
 
 
@@ -153,3 +153,56 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     model = CLIPContrastive(ARCH, pretrained=path)
     with pytest.raises(CheckpointError, match='clip.pth'):
         model.init_weights()
+
+
+# --------------------------------------- a checkpoint of tools/train.py as `pretrained` elsewhere
+#: ARCH with the tiny DenseCLIP's image width and text heads (tests/test_models/conftest.py).
+DENSECLIP_ARCH = dict(ARCH, vision_width=8, transformer_heads=2)
+
+
+def trained_and_saved_like_the_runner(arch: dict, path) -> tuple[CLIPContrastive, str]:
+    """A CLIPContrastive after one AdamW step, saved as mmengine's runner saves a checkpoint:
+    ``save_checkpoint`` of meta, weights, a message hub of ``HistoryBuffer``s, optimiser state."""
+    from mmengine.logging import MessageHub
+    from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_to_cpu
+
+    torch.manual_seed(2)
+    model = CLIPContrastive(arch).train()
+    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1))
+    log_vars = model.train_step(packed(), wrapper)
+    hub = MessageHub.get_instance('test_clip_contrastive_runner')
+    for name, value in log_vars.items():
+        hub.update_scalar(f'train/{name}', value)
+    hub.update_info('iter', 1)
+    save_checkpoint(dict(meta=dict(epoch=0, iter=1, seed=2, experiment_name='clip'),
+                         state_dict=weights_to_cpu(get_state_dict(model)),
+                         message_hub=hub.state_dict(), optimizer=wrapper.state_dict()),
+                    str(path))
+    return model.eval(), str(path)
+
+
+def test_fine_tunes_from_a_checkpoint_as_the_runner_writes_it(tmp_path):
+    trained, path = trained_and_saved_like_the_runner(ARCH, tmp_path / 'iter_1.pth')
+    raw = torch.load(path, weights_only=False)
+    assert type(raw['message_hub']['log_scalars']['train/loss']).__name__ == 'HistoryBuffer'
+    assert raw['optimizer']['state']  # AdamW's moments
+    model = CLIPContrastive(ARCH, pretrained=path)
+    model.init_weights()
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_denseclip_towers_load_a_checkpoint_of_this_model(tmp_path, denseclip_cfg):
+    """``pretrained=`` of a DenseCLIP config: both towers (load_tower) take the checkpoint."""
+    trained, path = trained_and_saved_like_the_runner(DENSECLIP_ARCH, tmp_path / 'iter_1.pth')
+    model = MODELS.build(denseclip_cfg(pretrained=path))
+    model.init_weights()
+    visual = trained.clip.visual.state_dict()
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, visual[key]), key
+    text = model.text_encoder
+    assert torch.equal(text.token_embedding.weight, trained.clip.token_embedding.weight)
+    assert torch.equal(text.positional_embedding, trained.clip.positional_embedding[:9])
+    assert torch.equal(text.text_projection, trained.clip.text_projection)
+    assert torch.equal(text.transformer.resblocks[0].mlp.c_fc.weight,
+                       trained.clip.transformer.resblocks[0].mlp.c_fc.weight)

@@ -318,17 +318,27 @@ def test_contrastive_clip_checkpoint_loads_like_the_plain_state_dict(make_clip, 
     load_clip_archive(archive, save_clip(clip))
     with torch.no_grad():
         torch.testing.assert_close(archive.eval()._forward(inputs), expected, rtol=0, atol=0)
-    # load_clip(path) itself: `clip.` weights without the runner's state load; the runner's
-    # state is refused by the CLIP reader (no allowlist for it) and the hint names the tools
+    # load_clip(path) itself and `pretrained=` (the towers' load_tower) read the runner's
+    # checkpoint with the one reader of CLIP weights, as they read `clip.` weights alone
     bare = tmp_path / 'clip_only.pth'
     torch.save({'state_dict': {f'clip.{key}': value for key, value in clip.state_dict().items()}},
                bare)
-    direct = MODELS.build(zero_shot_cfg(VALUE_RESNET))
-    direct.load_clip(str(bare))
-    with torch.no_grad():
-        torch.testing.assert_close(direct.eval()._forward(inputs), expected, rtol=0, atol=0)
-    with pytest.raises(CheckpointError, match=r'HistoryBuffer.*CHECKPOINT of tools/test.py'):
-        direct.load_clip(checkpoint)
+    for weights in (bare, checkpoint):
+        direct = MODELS.build(zero_shot_cfg(VALUE_RESNET))
+        direct.load_clip(str(weights))
+        assert direct.pretrained == str(weights)
+        pretrained = MODELS.build(zero_shot_cfg(VALUE_RESNET, pretrained=str(weights)))
+        pretrained.init_weights()
+        with torch.no_grad():
+            for model in (direct, pretrained):
+                torch.testing.assert_close(model.eval()._forward(inputs), expected, rtol=0,
+                                           atol=0)
+    # a pickle with a global outside the allowlist is still refused, and the hint names the tools
+    unsafe = tmp_path / 'unsafe.pth'
+    torch.save({'state_dict': torch.load(bare)['state_dict'], 'meta': CheckpointError('no')},
+               unsafe)
+    with pytest.raises(CheckpointError, match=r'refusing to load.*CHECKPOINT of tools/test.py'):
+        direct.load_clip(str(unsafe))
 
 
 def test_checkpoint_without_clip_weights_is_refused(make_clip, tmp_path):

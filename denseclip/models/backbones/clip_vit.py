@@ -10,12 +10,10 @@ from torch import nn
 
 from denseclip.clip.checkpoint import load_tower
 from denseclip.clip.layers import check_resolution, forward_block
+from denseclip.clip.resnet import DENSE_EMBEDDINGS  # for the ViT: the last block, or its value path
 from denseclip.clip.vit import VisionTransformer, value_path
 
 from .clip_resnet import check_dense_embedding, check_input_size
-
-#: What ``dense_embedding`` may name: the last block's output, or its value path (MaskCLIP's).
-DENSE_EMBEDDINGS = ('attention', 'value')
 
 
 def _pyramid(width: int, patch_size: int, norm_cfg: dict) -> list[nn.Module]:
