@@ -363,18 +363,27 @@ def onnxruntime_step(runtime, mode: str, size: tuple[int, int],
     return lambda: [runtime.predict(image, resize=False) for image in images]
 
 
+#: ``relative_error_note`` of :func:`compare_onnxruntime` when the weights are not the same.
+OTHER_WEIGHTS_NOTE = ('not measured: the ONNX file was not exported from the eager model (its '
+                      'weights differ), so the logits are not comparable')
+
+
 def compare_onnxruntime(model: nn.Module, runtime, mode: str, size: tuple[int, int],
-                        batch_size: int = 1, rounds: int = 5, warmup: int = 1) -> dict:
+                        batch_size: int = 1, rounds: int = 5, warmup: int = 1,
+                        same_weights: bool = True) -> dict:
     """Eager ``test_step`` against ONNX Runtime on the same images, interleaved round-robin.
 
     States: ``'pytorch'`` (the model as it is), in slide mode ``'pytorch, slide batch N'``
     (all crops of an image per pass, as the runtime runs them) and ``'onnxruntime'``. The
     result also holds ``relative_error``: ``max|ort - torch| / max|torch|`` over the logits
-    of the first image.
+    of the first image, or ``None`` with a ``relative_error_note`` unless ``same_weights``.
 
     Args:
-        model: The segmentor whose export ``runtime`` runs (same weights).
+        model: The segmentor timed against ``runtime``.
         runtime: A :class:`~denseclip.deploy.ort.OrtSegmentor`.
+        same_weights: Whether ``runtime`` runs an export of ``model`` itself; if not (an ONNX
+            file of a trained checkpoint next to a model of random weights), the logits are
+            not compared.
     """
     test_cfg = copy.deepcopy(model.test_cfg)
     try:
@@ -385,11 +394,13 @@ def compare_onnxruntime(model: nn.Module, runtime, mode: str, size: tuple[int, i
             crops = len(slide_windows(size, model.test_cfg.crop_size, model.test_cfg.stride))
             steps[f'pytorch, slide batch {crops}'] = (torch_step, dict(slide_batch_size=crops))
         steps['onnxruntime'] = (ort_step, {})
-        expected = torch_step()[0].seg_logits.data.numpy()
-        actual = ort_step()[0]
-        error = float(abs(actual - expected).max() / abs(expected).max())
+        error = dict(relative_error=None, relative_error_note=OTHER_WEIGHTS_NOTE)
+        if same_weights:
+            expected = torch_step()[0].seg_logits.data.numpy()
+            actual = ort_step()[0]
+            error = dict(relative_error=float(abs(actual - expected).max()
+                                              / abs(expected).max()))
         result = _round_robin(model, steps, rounds, warmup)
     finally:
         model.test_cfg = test_cfg
-    return dict(mode=mode, shape=list(size), batch_size=batch_size, relative_error=error,
-                states=result)
+    return dict(mode=mode, shape=list(size), batch_size=batch_size, **error, states=result)

@@ -15,7 +15,9 @@ DenseCLIP's text branch is split where the image enters it:
 
 Pre-model prompting (``'pre'``, ``'pre+post'``) feeds the image into the text encoder; such
 models are refused (:class:`ExportError`) rather than exported with the text encoder in the
-graph, which would run it for every image and crop.
+graph, which would run it for every image and crop. So are segmentors without a decode head
+(``ZeroShotCLIPSegmentor``): what is exported is DenseCLIP with post-model or no prompting, or
+a plain mmseg ``EncoderDecoder``.
 """
 import copy
 import json
@@ -39,6 +41,23 @@ METADATA_KEY = 'denseclip'
 INPUT_NAME, OUTPUT_NAME = 'input', 'logits'
 #: Test-pipeline steps that read files or pack results: the runtime does these itself.
 PIPELINE_IO = ('LoadImageFromFile', 'LoadImageFromNDArray', 'LoadAnnotations', 'PackSegInputs')
+
+
+def check_exportable(segmentor: nn.Module) -> None:
+    """Refuses, by its type, a segmentor whose ``encode_decode`` is not backbone (-> DenseCLIP's
+    text branch) -> neck -> decode head, the only one :class:`ExportedSegmentor` rebuilds.
+
+    Raises:
+        ExportError: the segmentor has no decode head (e.g. ``ZeroShotCLIPSegmentor``), or it
+            uses pre-model prompting (:func:`folded_class_embeddings`).
+    """
+    if not getattr(segmentor, 'with_decode_head', False):
+        raise ExportError(
+            f'model.type={type(segmentor).__name__!r} cannot be exported: it has no decode '
+            'head, and export takes an mmseg EncoderDecoder with one - DenseCLIP with '
+            "prompting='post' or 'none', or a plain EncoderDecoder; segment with the PyTorch "
+            'model instead (tools/infer.py --backend pytorch, tools/test.py)')
+    folded_class_embeddings(segmentor)
 
 
 def folded_class_embeddings(segmentor: nn.Module) -> Optional[torch.Tensor]:
@@ -99,6 +118,7 @@ class ExportedSegmentor(nn.Module):
 
     def __init__(self, segmentor: nn.Module):
         super().__init__()
+        check_exportable(segmentor)
         class_embeddings = folded_class_embeddings(segmentor)
         # copied without the text encoder: its output is the buffer below
         text_encoder = getattr(segmentor, 'text_encoder', None)
@@ -154,9 +174,14 @@ def _palette(cfg, meta: Optional[dict], class_names: list) -> list:
 def deploy_metadata(cfg, segmentor: nn.Module, shape: Sequence[int], dynamic: bool) -> dict:
     """What :class:`~denseclip.deploy.ort.OrtSegmentor` needs besides the graph."""
     preprocessor = cfg.model.data_preprocessor
+    # mmseg pads test images by the data preprocessor's test_cfg (model.test_cfg has no
+    # padding keys); the runtime does not pad, so its logits would differ
+    padding = dict(preprocessor.get('test_cfg') or {})
+    require(not padding.get('size') and not padding.get('size_divisor'),
+            f'model.data_preprocessor.test_cfg={padding!r}: test-time padding (size / '
+            'size_divisor) is not supported by export; remove it from the config (or '
+            '--cfg-options model.data_preprocessor.test_cfg=None)')
     test_cfg = dict(segmentor.test_cfg)
-    require(not test_cfg.get('size') and not test_cfg.get('size_divisor'),
-            'model.test_cfg.size / size_divisor (test-time padding) is not supported by export')
     meta = getattr(segmentor, 'dataset_meta', None)
     class_names = list(getattr(segmentor, 'class_names', None) or (meta or {}).get('classes')
                        or [str(index) for index in range(segmentor.out_channels)])
@@ -228,8 +253,9 @@ def export_checkpoint(config: str, checkpoint: str, out: str,
 
     Raises:
         FileNotFoundError: no such checkpoint.
-        ExportError: pre-model prompting; a shape the backbone cannot take; a test pipeline
-            the runtime cannot redo.
+        ExportError: a model without a decode head (zero-shot); pre-model prompting; a
+            shape the backbone cannot take; a test pipeline or test-time padding the runtime
+            cannot redo.
         CheckpointError: the checkpoint does not fit the config's model.
     """
     from denseclip.apis import init_model
@@ -247,14 +273,14 @@ def export_model(segmentor: nn.Module, cfg, out: str, shape: Optional[Sequence[i
     Returns:
         ``dict(out, shape, dynamic_shape, seconds, size_mb, num_classes)``.
     """
+    check_exportable(segmentor)  # the refusals come before the slow part
     shape = tuple(shape) if shape else default_shape(segmentor, cfg)
-    folded_class_embeddings(segmentor)  # refuses pre-model prompting before the slow part
+    metadata = deploy_metadata(cfg, segmentor, shape, dynamic)
     try:  # one eager pass: a size the backbone cannot take fails here, with its own message
         with torch.no_grad():
             ExportedSegmentor(segmentor)(torch.zeros(1, 3, *shape))
     except ValueError as error:
         raise ExportError(f'--shape {shape[0]} {shape[1]}: {error}') from error
-    metadata = deploy_metadata(cfg, segmentor, shape, dynamic)
     result = export_onnx(segmentor, out, shape, metadata, dynamic, opset)
     return dict(out=out, shape=list(shape), dynamic_shape=dynamic,
                 num_classes=len(metadata['class_names']), size_mb=os.path.getsize(out) / 2**20,

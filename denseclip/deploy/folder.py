@@ -10,10 +10,13 @@ are written under the output folder:
 - ``NAME.json``: the share of the image each predicted class covers (only the classes present;
   they sum to 1), the image's size, and the config, checkpoint and backend that made it.
 
-Each file is written atomically (:func:`denseclip.engine.atomic_write`), the JSON last: a
-killed run leaves complete files only (and hidden ``.partial`` files, deleted on the next
-start), and a re-run skips the images whose three files exist. An image that cannot be read is
-named and counted as failed; the run goes on.
+Each file is written atomically (:func:`denseclip.engine.atomic_write`). The JSON marks a
+finished image: before an image's files are (re)written its old JSON is deleted, and the new
+one is written last. A killed run therefore leaves complete files only (and hidden ``.partial``
+files, deleted on the next start), an image whose JSON exists has all three files from one
+prediction (also after a killed ``--overwrite`` run, which may have replaced the PNG only), and
+a re-run skips exactly the images whose JSON (and the two other files) exist. An image that
+cannot be read is named and counted as failed; the run goes on.
 
 The model is behind a small interface, :class:`~.predictors.Predictor` (images -> labels),
 made in :mod:`.predictors` from a PyTorch model or an ONNX file.
@@ -200,7 +203,9 @@ class OutputPaths(NamedTuple):
     overlay: str
     summary: str
 
-    def exist(self) -> bool:
+    def finished(self) -> bool:
+        """Whether the image is done: its JSON, which :func:`write_outputs` deletes first and
+        writes last, exists (and so do the two other files, unless removed by hand)."""
         return all(osp.isfile(path) for path in self)
 
 
@@ -237,7 +242,10 @@ def labels_png(labels: np.ndarray, palette: np.ndarray) -> bytes:
 def write_outputs(paths: OutputPaths, image_bgr: np.ndarray, labels: np.ndarray,
                   class_names: Sequence[str], palette: np.ndarray, opacity: float,
                   info: dict) -> None:
-    """Writes the three files of one image, each atomically, the JSON last."""
+    """Writes the three files of one image, each atomically; deletes its old JSON first and
+    writes the new one last, so that an existing JSON means a finished image."""
+    if osp.isfile(paths.summary):  # from here until the end, the image counts as unfinished
+        os.remove(paths.summary)
     atomic_write(paths.labels, labels_png(labels, palette))
     ok, jpeg = cv2.imencode('.jpg', overlay(image_bgr, labels, palette, opacity))
     if not ok:
@@ -260,7 +268,8 @@ def segment_inputs(predictor: Predictor, inputs: Inputs, out_dir: str, *,
                    info: Optional[dict] = None, progress: bool = True) -> Summary:
     """Segments every input image and writes its three files under ``out_dir``.
 
-    Images whose files exist are skipped (unless ``overwrite``); images that cannot be read
+    Finished images (their JSON and the two other files exist) are skipped (unless
+    ``overwrite``); images that cannot be read
     are reported as they come (by name, above the progress bar) and listed in the summary.
     Images of one size are batched up to ``predictor.batch_size``; a batch goes through the
     model when full, when more than ``PENDING_BATCHES`` batches' worth of images of several
@@ -276,7 +285,7 @@ def segment_inputs(predictor: Predictor, inputs: Inputs, out_dir: str, *,
             tqdm.write(f'removed {path}, left by a killed run')
     written, skipped, failed = [], [], []
     if not overwrite:  # image files: counted out before the bar starts, so it shows the rest
-        skipped = [name for name, _ in inputs.images if output_paths(out_dir, name).exist()]
+        skipped = [name for name, _ in inputs.images if output_paths(out_dir, name).finished()]
         done = set(skipped)
         inputs = inputs._replace(images=[image for image in inputs.images
                                          if image[0] not in done])
@@ -299,7 +308,7 @@ def segment_inputs(predictor: Predictor, inputs: Inputs, out_dir: str, *,
 
     with bar:
         for item in iter_items(inputs):
-            if not overwrite and output_paths(out_dir, item.name).exist():
+            if not overwrite and output_paths(out_dir, item.name).finished():
                 skipped.append(item.name)
                 bar.update()
                 continue

@@ -137,3 +137,9 @@ def test_compare_onnxruntime_same_images_interleaved(cfg, tmp_path):
         assert all(len(state['runs_s_per_iter']) == 2 and state['s_per_iter'] > 0
                    for state in result['states'].values())
     assert dict(model.test_cfg) == before and runtime.meta['test_cfg']['mode'] == 'slide'
+    # a file of other weights (tools/benchmark.py --onnx): timed, its logits not compared
+    other = compare_onnxruntime(model, runtime, 'whole', (96, 128), rounds=1, warmup=0,
+                                same_weights=False)
+    assert other['relative_error'] is None
+    assert 'weights differ' in other['relative_error_note']
+    assert set(other['states']) == {'pytorch', 'onnxruntime'}

@@ -11,7 +11,8 @@ import torch
 
 from denseclip.apis import inference_model, init_model
 from denseclip.deploy import ExportError
-from denseclip.deploy.export import METADATA_KEY, export_checkpoint
+from denseclip.deploy.export import (METADATA_KEY, deploy_metadata, export_checkpoint,
+                                     export_model)
 from denseclip.deploy.ort import OrtSegmentor
 from denseclip.engine.config import build_segmentor, prepare_config
 
@@ -129,6 +130,31 @@ def test_pre_model_prompting_is_refused(tmp_path):
         export_checkpoint(QUICKSTART, checkpoint, str(tmp_path / 'x.onnx'), shape=(64, 64),
                           cfg_options=options)
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_a_zero_shot_segmentor_is_refused_by_its_type(tmp_path):
+    zero_shot = 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py'
+    cfg = prepare_config(zero_shot, device='cpu')
+    model = build_segmentor(cfg).eval()
+    with pytest.raises(ExportError, match=r"'ZeroShotCLIPSegmentor' cannot be exported: it has "
+                       r"no decode head.*prompting='post' or 'none'"):
+        export_model(model, cfg, str(tmp_path / 'x.onnx'), shape=(128, 128))
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_test_time_padding_of_the_data_preprocessor_is_refused(tmp_path):
+    options = dict(model=dict(data_preprocessor=dict(test_cfg=dict(size_divisor=32))))
+    cfg = prepare_config(QUICKSTART, options, device='cpu')
+    model = build_segmentor(cfg).eval()
+    with pytest.raises(ExportError, match=r"model\.data_preprocessor\.test_cfg=\{'size_divisor'"
+                       r": 32\}: test-time padding"):
+        export_model(model, cfg, str(tmp_path / 'x.onnx'), shape=(64, 64))
+    assert not (tmp_path / 'x.onnx').exists()
+    # mmseg reads no padding from model.test_cfg: a size_divisor there changes nothing
+    cfg = prepare_config(QUICKSTART, dict(model=dict(test_cfg=dict(size_divisor=32))),
+                         device='cpu')
+    metadata = deploy_metadata(cfg, build_segmentor(cfg), (64, 64), False)
+    assert metadata['test_cfg']['mode'] == 'whole' and metadata['class_names'][0] == 'wall'
 
 
 def test_ort_refuses_a_file_without_metadata(tmp_path):

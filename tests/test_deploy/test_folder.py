@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import denseclip.deploy.folder as folder_module
 from denseclip.deploy.folder import (Inputs, class_fractions, labels_png, list_inputs,
                                      output_paths, overlay, read_image, segment_inputs)
 from denseclip.deploy.predictors import Predictor, ort_predictor
@@ -187,6 +188,38 @@ def test_a_second_run_skips_finished_images_and_redoes_half_finished_ones(folder
     again = segment_inputs(stand_in(), list_inputs(folder), str(out), overwrite=True,
                            progress=False)
     assert again.skipped == [] and len(again.written) == 3
+
+
+def test_an_overwrite_killed_after_the_png_leaves_the_image_to_be_redone(folder, tmp_path,
+                                                                          monkeypatch):
+    out = tmp_path / 'out'
+    segment_inputs(stand_in(), list_inputs(folder), str(out), progress=False)
+    paths = output_paths(str(out), 'a')
+    old_overlay = Path(paths.overlay).read_bytes()
+    real_write = folder_module.atomic_write
+
+    def killed_after_png(path, data):  # the overwrite dies once the new PNG is written
+        if path != paths.labels:
+            raise KeyboardInterrupt
+        real_write(path, data)
+
+    shifted = Predictor(lambda images: [(labels_of(image) + 1) % 3 for image in images],
+                        CLASSES, PALETTE)  # labels unlike the first run's
+    monkeypatch.setattr(folder_module, 'atomic_write', killed_after_png)
+    with pytest.raises(KeyboardInterrupt):
+        segment_inputs(shifted, list_inputs(folder / 'a.png'), str(out), overwrite=True,
+                       progress=False)
+    monkeypatch.undo()
+    # the new PNG next to the old overlay: the JSON, deleted first, marks the image unfinished
+    assert not Path(paths.summary).exists()
+    assert Path(paths.overlay).read_bytes() == old_overlay
+    image = cv2.imread(str(folder / 'a.png'))
+    np.testing.assert_array_equal(np.array(Image.open(paths.labels)),
+                                  (labels_of(image) + 1) % 3)
+    summary = segment_inputs(stand_in(), list_inputs(folder), str(out), progress=False)
+    assert summary.written == ['a']
+    assert summary.skipped == ['b', os.path.join('sub', 'c')]
+    check_outputs(out, 'a', image, {})
 
 
 def test_images_of_one_size_share_a_batch(tmp_path):

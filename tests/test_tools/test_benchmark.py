@@ -90,6 +90,41 @@ def test_cli_onnxruntime_backend():
     assert whole['relative_error'] <= 1e-4 and slide['relative_error'] <= 1e-4
 
 
+def test_cli_onnx_file_reports_no_relative_error(monkeypatch, capsys, tmp_path):
+    """``--onnx FILE`` (say, an export of a trained checkpoint) next to the eager model's random
+    weights: the logits are not compared, the output says why."""
+    import denseclip.deploy.ort
+    from denseclip.analysis.benchmark import OTHER_WEIGHTS_NOTE
+    tool = load_tool()
+    opened, seen = [], []
+
+    class Runtime:  # stands in for OrtSegmentor: compare_onnxruntime is tested on a real one
+        def __init__(self, path, threads):
+            opened.append(path)
+
+    def compare(model, runtime, mode, *args, same_weights=True):
+        seen.append(same_weights)
+        return dict(mode=mode, shape=[64, 96], batch_size=1, relative_error=None,
+                    relative_error_note=OTHER_WEIGHTS_NOTE,
+                    states=dict(pytorch=dict(s_per_iter=2.0, runs_s_per_iter=[2.0],
+                                             peak_memory_mb=1.0),
+                                onnxruntime=dict(s_per_iter=1.0, runs_s_per_iter=[1.0],
+                                                 peak_memory_mb=1.0)))
+
+    monkeypatch.setattr(denseclip.deploy.ort, 'OrtSegmentor', Runtime)
+    monkeypatch.setattr(tool, 'compare_onnxruntime', compare)
+    onnx_file = str(tmp_path / 'trained.onnx')
+    monkeypatch.setattr(sys, 'argv', ['benchmark.py', QUICKSTART, '--backend', 'onnxruntime',
+                                      '--onnx', onnx_file, '--infer-modes', 'whole',
+                                      '--shape', '64', '96'])
+    tool.main()
+    assert opened == [onnx_file] and seen == [False]
+    out = capsys.readouterr().out
+    assert 'max|a-b|' not in out
+    assert 'logits: not measured: the ONNX file was not exported from the eager model' in out
+    assert 'export_s' not in out  # nothing was exported
+
+
 def test_cli_onnxruntime_refuses_training():
     proc = subprocess.run([sys.executable, str(ROOT / 'tools/benchmark.py'), QUICKSTART,
                            '--backend', 'onnxruntime', '--mode', 'train'],
