@@ -53,7 +53,7 @@ def load_clip_archive(model: nn.Module, path: str) -> None:
 
     ``path`` is an OpenAI CLIP archive, a CLIP state dict, or a checkpoint of the contrastive
     CLIP model written by ``tools/train.py`` (an mmengine checkpoint, keys under ``clip.``),
-    read by the one reader of CLIP weights (:func:`~denseclip.clip.checkpoint.read_clip_weights`)
+    read by the one reader of CLIP weights (:func:`~denseclip.clip.reading.read_clip_weights`)
     in the segmentor's ``load_clip``, as ``tools/zero_shot.py`` reads its CHECKPOINT.
 
     Raises:

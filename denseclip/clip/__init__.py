@@ -1,10 +1,10 @@
-"""Pure-PyTorch CLIP: towers, the CLIP model, checkpoint loading and a strict tokenizer."""
-from .checkpoint import (build_model, clip_state_dict, infer_clip_config, load,
-                         read_clip_weights, read_state_dict)
+"""Pure-PyTorch CLIP: towers, the CLIP model, reading and loading weights, a strict tokenizer."""
+from .checkpoint import build_model, infer_clip_config, load
 from .errors import CheckpointError
 from .fit import StateDictFit, check_fit
 from .model import CLIP, contrastive_loss
 from .preprocess import CLIP_MEAN, CLIP_STD, read_image_rgb
+from .reading import clip_state_dict, read_clip_weights, read_state_dict
 from .resnet import AttentionPool2d, ModifiedResNet, ResNetTrunk
 from .text import TextTransformer
 from .tokenizer import tokenize

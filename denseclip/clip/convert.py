@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (NUMPY_GLOBALS, build_model, infer_clip_config, read_checkpoint,
-                         read_state_dict)
+from .checkpoint import build_model, infer_clip_config
 from .errors import CheckpointError
 from .fit import check_fit
+from .reading import NUMPY_GLOBALS, read_checkpoint, read_state_dict
 
 StateDict = dict[str, torch.Tensor]
 

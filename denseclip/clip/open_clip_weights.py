@@ -2,7 +2,7 @@
 
 Pure functions. open_clip itself is an optional dependency (``pip install -e .[open_clip]``),
 imported only when an open_clip tower is built, never by ``import denseclip``. Checkpoint
-files go through the project's one safe reader (:func:`~denseclip.clip.checkpoint.read_state_dict`:
+files go through the project's one safe reader (:func:`~denseclip.clip.reading.read_state_dict`:
 ``.safetensors``, or ``torch.load(weights_only=True)`` for ``.bin`` / ``.pt``), and every key
 is accounted for: it belongs to the image tower, to the text tower, or is one of
 ``UNUSED_KEYS``; anything else is an error that names it.
@@ -14,7 +14,7 @@ from types import ModuleType
 
 import torch
 
-from .checkpoint import ARCHIVE_METADATA, StateDict, read_state_dict
+from .reading import ARCHIVE_METADATA, StateDict, read_state_dict
 from .errors import CheckpointError
 
 INSTALL_HINT = ('open_clip is an optional dependency of DenseCLIP: install a torch and a '

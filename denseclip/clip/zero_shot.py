@@ -6,7 +6,7 @@ CLIP's paper). The classifier is built once and applied to any number of image e
 
 Also here: what ``tools/zero_shot.py`` needs around it, as functions: class names and
 templates from files, an ImageFolder tree, image embeddings with bad files skipped, and the
-accuracy summary. CLIP weights come from :func:`denseclip.clip.checkpoint.read_clip_weights`.
+accuracy summary. CLIP weights come from :func:`denseclip.clip.reading.read_clip_weights`.
 """
 import math
 import os

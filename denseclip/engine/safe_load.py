@@ -2,12 +2,12 @@
 fit the model: the project's safe-loading policy.
 
 - Every file is read by the project's one reader,
-  :func:`denseclip.clip.checkpoint.read_checkpoint`. Pickled checkpoints (state dicts,
+  :func:`denseclip.clip.reading.read_checkpoint`. Pickled checkpoints (state dicts,
   DenseCLIP / mmengine checkpoints, resume checkpoints with optimiser and message-hub state)
   are read with ``torch.load(weights_only=True)``. Besides
   tensors and plain Python containers, only the types that mmengine writes into its checkpoints
   are allowed (:data:`SAFE_GLOBALS`, defined in the clip room as
-  :data:`denseclip.clip.checkpoint.RUN_CHECKPOINT_GLOBALS`, whose reader of CLIP weights takes
+  :data:`denseclip.clip.reading.RUN_CHECKPOINT_GLOBALS`, whose reader of CLIP weights takes
   run checkpoints too): numpy arrays, scalars and dtypes, mmengine's
   ``HistoryBuffer``, and a ``getattr`` that can only fetch ``HistoryBuffer``'s own statistics
   methods (mmengine pickles them as ``getattr(HistoryBuffer, 'mean')``; the real ``getattr``
@@ -46,7 +46,7 @@ from mmseg.registry import HOOKS
 from torch import nn
 
 from denseclip.clip import StateDictFit, check_fit
-from denseclip.clip.checkpoint import RUN_CHECKPOINT_GLOBALS, read_checkpoint
+from denseclip.clip.reading import RUN_CHECKPOINT_GLOBALS, read_checkpoint
 
 
 #: What ``torch.load(weights_only=True)`` may build beyond tensors and Python containers: what
@@ -165,7 +165,7 @@ def fit_checkpoint(model: nn.Module, checkpoint: dict, source: str,
 
     Raises:
         CheckpointError: keys are missing, unexpected or of another shape (unless ``partial``);
-            see :func:`~denseclip.clip.checkpoint.check_fit`.
+            see :func:`~denseclip.clip.fit.check_fit`.
     """
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module

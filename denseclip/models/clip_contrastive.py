@@ -10,8 +10,9 @@ from mmengine.structures import BaseDataElement
 from mmseg.registry import MODELS
 
 from denseclip.clip import CLIP, CLIP_MEAN, CLIP_STD, tokenize
-from denseclip.clip.checkpoint import ARCHIVE_METADATA, load_into, read_clip_weights
+from denseclip.clip.checkpoint import load_into
 from denseclip.clip.loss import gathered_contrastive_loss
+from denseclip.clip.reading import ARCHIVE_METADATA, read_clip_weights
 
 #: CLIP clamps its learnable logit scale at 100 (the parameter at log(100)).
 MAX_LOG_LOGIT_SCALE = math.log(100)
@@ -78,7 +79,7 @@ class CLIPContrastive(BaseModel):
             ``vision_layers``, ...).
         pretrained: An OpenAI archive (``pretrained/RN50.pt``), a CLIP state dict or a
             checkpoint of this model (as ``tools/train.py`` writes it) to fine-tune from, read
-            by :func:`~denseclip.clip.checkpoint.read_clip_weights` in :meth:`init_weights`
+            by :func:`~denseclip.clip.reading.read_clip_weights` in :meth:`init_weights`
             (positional embeddings fitted to ``arch``); ``None`` trains from OpenAI's
             initialisation.
         data_preprocessor: Overrides of :class:`CLIPDataPreprocessor` (``truncate``, ...); its

@@ -10,9 +10,9 @@ from mmseg.models.segmentors import BaseSegmentor, EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
-from denseclip.clip.checkpoint import (clip_state_dict, load_into, read_clip_weights,
-                                       text_state_dict, visual_state_dict)
+from denseclip.clip.checkpoint import load_into, text_state_dict, visual_state_dict
 from denseclip.clip.errors import CheckpointError
+from denseclip.clip.reading import clip_state_dict, read_clip_weights
 from denseclip.clip.zero_shot import (MAX_LOGIT_SCALE, PHOTO_TEMPLATES, ZeroShotClassifier,
                                       build_classifier, check_template, read_templates)
 
@@ -92,7 +92,7 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
     :meth:`load_clip` once built). So the tools accept CLIP weights as the CHECKPOINT
     argument (``clip_archive_is_checkpoint``): ``tools/test.py CONFIG RN50.pt``; an OpenAI
     archive, a CLIP state dict or a checkpoint of the contrastive CLIP model of
-    ``tools/train.py``, all read by :func:`denseclip.clip.checkpoint.read_clip_weights`.
+    ``tools/train.py``, all read by :func:`denseclip.clip.reading.read_clip_weights`.
 
     Args:
         backbone: A CLIP image tower with dense embeddings (``CLIPResNetWithAttention``,
@@ -106,7 +106,7 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
             or ``None`` for ``denseclip.clip.zero_shot.PHOTO_TEMPLATES``.
         logit_scale: Multiplies the cosine similarities (CLIP's trained models use 100).
         pretrained: CLIP weights for both towers (``pretrained/RN50.pt``, or any file
-            :func:`~denseclip.clip.checkpoint.read_clip_weights` takes).
+            :func:`~denseclip.clip.reading.read_clip_weights` takes).
     """
 
     #: Every weight comes from the CLIP archive: the tools take it as the CHECKPOINT argument.
@@ -202,7 +202,7 @@ class ZeroShotCLIPSegmentor(BatchedSlideMixin, EncoderDecoder):
         Args:
             weights: CLIP's weights with OpenAI's key names, bare or under ``clip.`` (the
                 contrastive CLIP model's), as a state dict or a file that
-                :func:`~denseclip.clip.checkpoint.read_clip_weights` reads: an OpenAI archive,
+                :func:`~denseclip.clip.reading.read_clip_weights` reads: an OpenAI archive,
                 a state dict, or an mmengine checkpoint, such as one ``tools/train.py`` wrote.
             source: Where a state dict came from, for messages (default: the path).
 

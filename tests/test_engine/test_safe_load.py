@@ -182,7 +182,7 @@ def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
 def test_the_allowlist_is_the_clip_readers():
     """One allowlist of what mmengine's runner writes, in the clip room, whose reader of CLIP
     weights takes run checkpoints too (tests/test_clip/test_checkpoint.py)."""
-    from denseclip.clip.checkpoint import RUN_CHECKPOINT_GLOBALS
+    from denseclip.clip.reading import RUN_CHECKPOINT_GLOBALS
     assert safe_load.SAFE_GLOBALS is RUN_CHECKPOINT_GLOBALS
 
 
