@@ -11,6 +11,8 @@ from denseclip.clip.errors import CheckpointError
 from denseclip.clip.open_clip_weights import (check_text_tower, import_open_clip, model_config,
                                               read_towers)
 
+from .text_encoder import prompt_tokens
+
 
 @MODELS.register_module()
 class OpenCLIPTextContextEncoder(nn.Module):
@@ -94,17 +96,11 @@ class OpenCLIPTextContextEncoder(nn.Module):
         Returns:
             ``[B, K, embed_dim]``.
         """
-        num_classes, name_length = text.shape
-        batch, num_contexts, _ = context.shape
-        if name_length + num_contexts != self.context_length:
-            raise ValueError(f'{name_length} name tokens + {num_contexts} contexts != '
-                             f'context_length {self.context_length}')
         tower = self.text
-        names = tower.token_embedding(text)  # [K, N, C]
-        names = names.unsqueeze(0).expand(batch, -1, -1, -1)  # [B, K, N, C]
-        context = context.unsqueeze(1).expand(-1, num_classes, -1, -1)  # [B, K, M, C]
-        tokens = torch.cat([names[:, :, :1], context.to(names.dtype), names[:, :, 1:]], dim=2)
-        tokens = tokens.flatten(0, 1) + tower.positional_embedding.to(names.dtype)  # [B*K, L, C]
+        tokens = prompt_tokens(tower.token_embedding, text, context, self.context_length)
+        batch, num_classes = tokens.shape[:2]
+        num_contexts = context.shape[1]
+        tokens = tokens.flatten(0, 1) + tower.positional_embedding.to(tokens.dtype)  # [B*K, L, C]
         tokens = tower.ln_final(tower.transformer(tokens, attn_mask=tower.attn_mask))
         position = (torch.full_like(text[:, 0], self.context_length - 1) if self.pool_last
                     else text.argmax(dim=-1) + num_contexts).repeat(batch)  # [B*K]

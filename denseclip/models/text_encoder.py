@@ -3,9 +3,34 @@ from typing import Optional
 
 import torch
 from mmseg.registry import MODELS
+from torch import nn
 
 from denseclip.clip.checkpoint import load_tower
 from denseclip.clip.text import TextTransformer
+
+
+def prompt_tokens(token_embedding: nn.Embedding, text: torch.Tensor, context: torch.Tensor,
+                  context_length: int) -> torch.Tensor:
+    """Token embeddings ``[SOS][ctx_1 .. ctx_M][name][EOS]`` of every class and context set.
+
+    Args:
+        token_embedding: The text tower's token embedding.
+        text: Class-name token ids ``[K, N]`` with ``N + M == context_length``.
+        context: Context vectors ``[B, M, width]`` (``B`` may be 1).
+        context_length: The text tower's sequence length.
+
+    Returns:
+        ``[B, K, context_length, width]``.
+    """
+    num_classes, name_length = text.shape
+    batch, num_contexts, _ = context.shape
+    if name_length + num_contexts != context_length:
+        raise ValueError(f'{name_length} name tokens + {num_contexts} contexts != '
+                         f'context_length {context_length}')
+    names = token_embedding(text)  # [K, N, C]
+    names = names.unsqueeze(0).expand(batch, -1, -1, -1)  # [B, K, N, C]
+    context = context.unsqueeze(1).expand(-1, num_classes, -1, -1)  # [B, K, M, C]
+    return torch.cat([names[:, :, :1], context.to(names.dtype), names[:, :, 1:]], dim=2)
 
 
 @MODELS.register_module()
@@ -67,15 +92,8 @@ class CLIPTextContextEncoder(TextTransformer):
         Returns:
             ``[B, K, embed_dim]``.
         """
-        num_classes, name_length = text.shape
-        batch, num_contexts, width = context.shape
-        if name_length + num_contexts != self.context_length:
-            raise ValueError(f'{name_length} name tokens + {num_contexts} contexts != '
-                             f'context_length {self.context_length}')
-        names = self.token_embedding(text)  # [K, N, C]
-        names = names.unsqueeze(0).expand(batch, -1, -1, -1)  # [B, K, N, C]
-        context = context.unsqueeze(1).expand(-1, num_classes, -1, -1)  # [B, K, M, C]
-        tokens = torch.cat([names[:, :, :1], context.to(names.dtype), names[:, :, 1:]], dim=2)
-        eot_index = (text.argmax(dim=-1) + num_contexts).repeat(batch)  # [B*K]
+        tokens = prompt_tokens(self.token_embedding, text, context, self.context_length)
+        batch, num_classes = tokens.shape[:2]
+        eot_index = (text.argmax(dim=-1) + context.shape[1]).repeat(batch)  # [B*K]
         embeddings = self.encode_embeddings(tokens.flatten(0, 1), eot_index)  # [B*K, D]
         return embeddings.reshape(batch, num_classes, -1)
