@@ -24,22 +24,6 @@ HEIGHT, WIDTH = 80, 96
 pytestmark = pytest.mark.usefixtures('single_thread')  # tests/conftest.py
 
 
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory) -> Path:
-    cfg = Config.fromfile(CONFIG)
-    torch.manual_seed(0)
-    model = init_model(cfg)
-    model.init_weights()
-    path = tmp_path_factory.mktemp('ckpt') / 'quickstart.pth'
-    meta = dict(dataset_meta=dict(cfg.train_dataloader.dataset.metainfo))
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
-    return path
-
-
-@pytest.fixture(scope='module')
-def model(checkpoint):
-    return init_model(CONFIG, str(checkpoint))
-
 
 @pytest.fixture(scope='module')
 def image_path(tmp_path_factory) -> Path:
@@ -67,10 +51,10 @@ def panel(picture: np.ndarray, index: int, scale: int = 1) -> np.ndarray:
     return picture[TITLE_HEIGHT:TITLE_HEIGHT + height, left:left + width]
 
 
-def test_demo_writes_overlay_and_one_heat_map_per_class(checkpoint, image_path, model, tmp_path,
-                                                        capsys):
+def test_demo_writes_overlay_and_one_heat_map_per_class(quickstart_checkpoint, image_path,
+                                                        quickstart_model, tmp_path, capsys):
     out = tmp_path / 'out' / 'demo.png'
-    run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out', str(out),
+    run_demo(str(image_path), str(CONFIG), str(quickstart_checkpoint), '--out', str(out),
              '--score-maps', 'wall', 'sky', 'bed')
     assert 'input + prediction + 3 score map(s), each panel 96x80' in capsys.readouterr().out
     picture = cv2.imread(str(out))[..., ::-1]
@@ -78,19 +62,19 @@ def test_demo_writes_overlay_and_one_heat_map_per_class(checkpoint, image_path, 
     assert picture.shape[0] > TITLE_HEIGHT + HEIGHT
     image = cv2.imread(str(image_path))[..., ::-1]
     np.testing.assert_array_equal(panel(picture, 0), image)  # the input, pixel for pixel
-    prediction = inference_model(model, str(image_path))
-    overlay = draw_prediction(image.copy(), prediction, model.class_names,
-                              model.dataset_meta['palette'], opacity=0.5)
+    prediction = inference_model(quickstart_model, str(image_path))
+    overlay = draw_prediction(image.copy(), prediction, quickstart_model.class_names,
+                              quickstart_model.dataset_meta['palette'], opacity=0.5)
     np.testing.assert_array_equal(panel(picture, 1), overlay)
     heat_maps = [panel(picture, index).astype(int) for index in (2, 3, 4)]
     assert np.abs(heat_maps[0] - heat_maps[1]).mean() > 1  # different classes, different maps
     assert np.abs(heat_maps[0] - image).mean() > 1
 
 
-def test_demo_scale_and_opacity(checkpoint, image_path, tmp_path):
+def test_demo_scale_and_opacity(quickstart_checkpoint, image_path, tmp_path):
     out = tmp_path / 'demo.png'
-    run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out', str(out), '--scale', '2',
-             '--opacity', '1')
+    run_demo(str(image_path), str(CONFIG), str(quickstart_checkpoint), '--out', str(out),
+             '--scale', '2', '--opacity', '1')
     picture = cv2.imread(str(out))[..., ::-1]
     assert picture.shape[1] == 2 * (2 * WIDTH + 2 * PAD)  # input and overlay only
     image = cv2.imread(str(image_path))[..., ::-1]
@@ -98,40 +82,40 @@ def test_demo_scale_and_opacity(checkpoint, image_path, tmp_path):
     assert not np.array_equal(panel(picture, 1, 2)[::2, ::2], image)  # opaque class colours
 
 
-def test_demo_open_vocabulary(checkpoint, image_path, tmp_path):
+def test_demo_open_vocabulary(quickstart_checkpoint, image_path, tmp_path):
     out = tmp_path / 'demo.png'
-    run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out', str(out),
+    run_demo(str(image_path), str(CONFIG), str(quickstart_checkpoint), '--out', str(out),
              '--classes', 'grass, water,sky')
     picture = cv2.imread(str(out))
     assert picture.shape[1] == 5 * (WIDTH + 2 * PAD)  # every queried name is drawn
 
 
-def test_demo_refuses_unknown_names(checkpoint, image_path, tmp_path):
+def test_demo_refuses_unknown_names(quickstart_checkpoint, image_path, tmp_path):
     with pytest.raises(SystemExit, match='grass'):
-        run_demo(str(image_path), str(CONFIG), str(checkpoint), '--out',
+        run_demo(str(image_path), str(CONFIG), str(quickstart_checkpoint), '--out',
                  str(tmp_path / 'x.png'), '--score-maps', 'grass')
 
 
-def test_classes_change_score_maps_not_the_decoder(model, image_path):
-    _, _, trained = demo_picture(model, str(image_path), score_classes=['sky'])
-    picture, boxes, asked = demo_picture(model, str(image_path),
+def test_classes_change_score_maps_not_the_decoder(quickstart_model, image_path):
+    _, _, trained = demo_picture(quickstart_model, str(image_path), score_classes=['sky'])
+    picture, boxes, asked = demo_picture(quickstart_model, str(image_path),
                                          class_names=['grass', 'water', 'sky'])
     assert len(boxes) == 2 + 3
     assert asked.class_names == ('grass', 'water', 'sky')
     assert torch.equal(asked.data_sample.pred_sem_seg.data, trained.data_sample.pred_sem_seg.data)
     assert torch.equal(asked.data_sample.seg_logits.data, trained.data_sample.seg_logits.data)
-    sky = model.class_names.index('sky')
+    sky = quickstart_model.class_names.index('sky')
     assert not torch.allclose(asked.score_maps[0], trained.score_maps[sky])
     # the overlay shows the trained classes whatever is asked
-    _, _, again = demo_picture(model, str(image_path), class_names=['grass'],
+    _, _, again = demo_picture(quickstart_model, str(image_path), class_names=['grass'],
                                score_classes=[])
     assert torch.equal(again.data_sample.pred_sem_seg.data, trained.data_sample.pred_sem_seg.data)
 
 
-def test_softmax_maps_are_probabilities(model, image_path):
-    _, _, result = demo_picture(model, str(image_path), class_names=['grass', 'sky'],
+def test_softmax_maps_are_probabilities(quickstart_model, image_path):
+    _, _, result = demo_picture(quickstart_model, str(image_path), class_names=['grass', 'sky'],
                                 softmax=True)
-    probabilities = torch.softmax(result.score_maps / model.tau, dim=0)
+    probabilities = torch.softmax(result.score_maps / quickstart_model.tau, dim=0)
     torch.testing.assert_close(probabilities.sum(0), torch.ones(HEIGHT, WIDTH))
 
 

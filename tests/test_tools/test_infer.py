@@ -14,8 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from mmengine.config import Config
 from PIL import Image
 
 from denseclip.apis import inference_model, init_model
@@ -27,22 +25,6 @@ OUTPUTS = ('.png', '_overlay.jpg', '.json')
 
 pytestmark = pytest.mark.usefixtures('single_thread')  # tests/conftest.py
 
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory) -> Path:
-    cfg = Config.fromfile(CONFIG)
-    torch.manual_seed(0)
-    model = init_model(cfg)
-    model.init_weights()
-    path = tmp_path_factory.mktemp('ckpt') / 'quickstart.pth'
-    meta = dict(dataset_meta=dict(cfg.train_dataloader.dataset.metainfo))
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
-    return path
-
-
-@pytest.fixture(scope='module')
-def model(checkpoint):
-    return init_model(CONFIG, str(checkpoint))
 
 
 @pytest.fixture(scope='module')
@@ -60,10 +42,10 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope='module')
-def first_run(run_tool, checkpoint, folder, tmp_path_factory):
+def first_run(run_tool, quickstart_checkpoint, folder, tmp_path_factory):
     out = tmp_path_factory.mktemp('run') / 'out'
-    proc = run_tool('infer.py', CONFIG, checkpoint, folder, '--out', out, '--batch-size', '2',
-                    cwd=ROOT)
+    proc = run_tool('infer.py', CONFIG, quickstart_checkpoint, folder, '--out', out,
+                    '--batch-size', '2', cwd=ROOT)
     return proc, out
 
 
@@ -99,8 +81,8 @@ def check_labels(model, image_path: Path, out: Path, name: str) -> dict:
     return summary | dict(counts=counts)
 
 
-def test_a_folder_gets_three_files_per_image_and_the_bad_file_is_named(first_run, folder,
-                                                                       model, checkpoint):
+def test_a_folder_gets_three_files_per_image_and_the_bad_file_is_named(
+        first_run, folder, quickstart_model, quickstart_checkpoint):
     proc, out = first_run
     assert proc.returncode == 1, proc.output
     assert 'wrote 3, skipped 0, failed 1' in proc.output
@@ -109,38 +91,41 @@ def test_a_folder_gets_three_files_per_image_and_the_bad_file_is_named(first_run
     assert sorted(str(path.relative_to(out)) for path in out.rglob('*.*')) == sorted(
         f'{name}{end}' for name in ('a', 'b', os.path.join('sub', 'c')) for end in OUTPUTS)
     for name in ('a', 'b', 'sub/c'):
-        summary = check_labels(model, folder / f'{name}.png', out, name)
+        summary = check_labels(quickstart_model, folder / f'{name}.png', out, name)
         present = {CLASSES[i]: count / 64 ** 2
                    for i, count in enumerate(summary['counts']) if count}
         assert summary['fractions'] == pytest.approx(present)
-        assert summary['checkpoint'] == str(checkpoint) and summary['config'] == str(CONFIG)
+        assert summary['checkpoint'] == str(quickstart_checkpoint)
+        assert summary['config'] == str(CONFIG)
         assert summary['image'] == str(folder / f'{name}.png')
 
 
-def test_a_second_run_skips_what_the_first_finished(capsys, first_run, checkpoint, folder):
+def test_a_second_run_skips_what_the_first_finished(capsys, first_run, quickstart_checkpoint,
+                                                    folder):
     _, out = first_run
     times = {path: path.stat().st_mtime_ns for path in out.rglob('*.*')}
-    code, output = run_infer(capsys, CONFIG, checkpoint, folder, '--out', out)
+    code, output = run_infer(capsys, CONFIG, quickstart_checkpoint, folder, '--out', out)
     assert code == 1, output  # the bad file is still bad
     assert 'wrote 0, skipped 3, failed 1 (skipped: outputs exist' in output
     assert {path: path.stat().st_mtime_ns for path in out.rglob('*.*')} == times
 
 
-def test_a_glob_with_renamed_classes(capsys, checkpoint, folder, tmp_path):
+def test_a_glob_with_renamed_classes(capsys, quickstart_checkpoint, folder, tmp_path):
     names = [f'thing{i}' for i in range(len(CLASSES))]
-    code, output = run_infer(capsys, CONFIG, checkpoint, f'{folder}/**/*.png', '--out',
+    code, output = run_infer(capsys, CONFIG, quickstart_checkpoint, f'{folder}/**/*.png', '--out',
                              tmp_path, '--classes', ','.join(names), '--no-progress')
     assert code == 0, output
     assert output.strip().splitlines()[-1] == f'{tmp_path}: wrote 3, skipped 0, failed 0'
     # the names reach the text encoder, so the labels are those of a model built with them
-    renamed = init_model(CONFIG, str(checkpoint), cfg_options={'model.class_names': names})
+    renamed = init_model(CONFIG, str(quickstart_checkpoint),
+                         cfg_options={'model.class_names': names})
     summary = check_labels(renamed, folder / 'sub/c.png', tmp_path, 'sub/c')
     assert set(summary['fractions']) == {names[i] for i, n in enumerate(summary['counts']) if n}
 
 
-def test_classes_of_another_number_than_trained_are_refused(capsys, checkpoint, folder,
+def test_classes_of_another_number_than_trained_are_refused(capsys, quickstart_checkpoint, folder,
                                                             tmp_path):
-    code, output = run_infer(capsys, CONFIG, checkpoint, folder, '--out', tmp_path,
+    code, output = run_infer(capsys, CONFIG, quickstart_checkpoint, folder, '--out', tmp_path,
                              '--classes', 'cat,dog')
     assert code == 1
     assert '--classes gives 2 names' in output
@@ -149,14 +134,15 @@ def test_classes_of_another_number_than_trained_are_refused(capsys, checkpoint, 
     assert not list(tmp_path.iterdir())
 
 
-def test_a_video_gives_named_frames(capsys, checkpoint, tmp_path):
+def test_a_video_gives_named_frames(capsys, quickstart_checkpoint, tmp_path):
     video = tmp_path / 'clip.avi'
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 5, (64, 48))
     assert writer.isOpened(), 'OpenCV cannot write MJPG here'
     for value in (30, 130, 230):
         writer.write(np.full((48, 64, 3), value, np.uint8))
     writer.release()
-    code, output = run_infer(capsys, CONFIG, checkpoint, video, '--out', tmp_path / 'out')
+    code, output = run_infer(capsys, CONFIG, quickstart_checkpoint, video, '--out',
+                             tmp_path / 'out')
     assert code == 0, output
     assert 'wrote 3, skipped 0, failed 0' in output
     for index in (1, 2, 3):
@@ -166,9 +152,9 @@ def test_a_video_gives_named_frames(capsys, checkpoint, tmp_path):
     assert len(list((tmp_path / 'out').iterdir())) == 9
 
 
-def test_an_empty_folder_is_a_clear_error(capsys, checkpoint, tmp_path):
+def test_an_empty_folder_is_a_clear_error(capsys, quickstart_checkpoint, tmp_path):
     (tmp_path / 'in').mkdir()
-    code, output = run_infer(capsys, CONFIG, checkpoint, tmp_path / 'in', '--out',
+    code, output = run_infer(capsys, CONFIG, quickstart_checkpoint, tmp_path / 'in', '--out',
                              tmp_path / 'out')
     assert code == 1
     assert output.endswith(f'error: {tmp_path / "in"}: no image files (.jpg, .jpeg, .png, '
@@ -204,9 +190,10 @@ def conv_onnx(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     return path, weight, bias
 
 
-def test_the_onnxruntime_backend(capsys, conv_onnx, checkpoint, folder, tmp_path):
+def test_the_onnxruntime_backend(capsys, conv_onnx, quickstart_checkpoint, folder, tmp_path):
     path, weight, bias = conv_onnx
-    code, output = run_infer(capsys, CONFIG, checkpoint, f'{folder}/*.png', '--out', tmp_path,
+    code, output = run_infer(capsys, CONFIG, quickstart_checkpoint, f'{folder}/*.png', '--out',
+                             tmp_path,
                              '--backend', 'onnxruntime', '--onnx', path)
     assert code == 0, output
     assert 'wrote 2, skipped 0, failed 0' in output
