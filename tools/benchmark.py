@@ -29,12 +29,14 @@ import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
+
 with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on stdout
     from denseclip.analysis.benchmark import (apply_fast_paths, benchmark_inference,
                                               benchmark_training, compare_inference,
                                               compare_onnxruntime, compare_training,
                                               describe_device, kernel_rates)
     from denseclip.engine import compile_submodules
+    from denseclip.engine.cli import run_tool
     from denseclip.engine.config import build_segmentor, prepare_config
 
 ADE20K_TEST_SHAPE = (512, 683)  # a 4:3 photo resized to (2048, 512), keep ratio
@@ -206,4 +208,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

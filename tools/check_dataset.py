@@ -17,6 +17,7 @@ from mmengine.registry import init_default_scope
 
 from denseclip.datasets import check_class_names, scan_loaders
 from denseclip.engine.config import fill_class_names
+from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,4 +74,4 @@ def main() -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

@@ -25,6 +25,8 @@ from mmseg.registry import MODELS
 
 import denseclip  # noqa: F401  (registers CLIPContrastive)
 
+from denseclip.engine.cli import run_tool
+
 CONFIG = 'configs/clip/clip_tiny-r_1xb32-0.3k_synthetic-captions-128x128.py'
 ZERO_SHOT_CONFIG = 'configs/zero_shot/zero-shot_clip-tiny-r_synthetic-128x128.py'  # CONFIG's towers
 
@@ -144,4 +146,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

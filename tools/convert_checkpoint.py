@@ -22,6 +22,7 @@ import argparse
 from denseclip.apis import init_model
 from denseclip.clip.convert import convert_clip_file, convert_denseclip_file
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -23,6 +23,7 @@ from mmengine.config import DictAction
 
 from denseclip.apis import demo_picture, init_model, save_picture
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

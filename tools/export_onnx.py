@@ -18,9 +18,11 @@ import sys
 
 from mmengine.config import DictAction
 
+
 with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on stdout
     from denseclip.deploy.export import export_checkpoint
     from denseclip.engine import ignore_known_warnings
+    from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,4 +55,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

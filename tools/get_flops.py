@@ -13,9 +13,11 @@ import sys
 
 from mmengine.config import DictAction
 
+
 # mmseg prints notes on stdout when imported; --json must print nothing but the JSON object
 with contextlib.redirect_stdout(sys.stderr):
     from denseclip.analysis.flops import count_flops
+    from denseclip.engine.cli import run_tool
     from denseclip.engine.config import build_segmentor, prepare_config
 
 
@@ -84,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -27,6 +27,7 @@ from mmengine.config import DictAction
 from denseclip.deploy.folder import list_inputs, segment_inputs
 from denseclip.deploy.predictors import ort_predictor, torch_predictor
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -107,4 +108,4 @@ def main() -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

@@ -12,6 +12,7 @@ import argparse
 
 from denseclip.datasets.synthetic import (generate_synthetic_ade20k,
                                           generate_synthetic_imagefolder)
+from denseclip.engine.cli import run_tool
 
 IMAGE_FOLDER_DEFAULT = [40, 20]  # images per class: training, validation
 
@@ -83,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -13,6 +13,7 @@ import os.path as osp
 import sys
 
 from denseclip.analysis.training_curves import find_json_logs, plot_curves, read_curves
+from denseclip.engine.cli import run_tool
 
 
 def main() -> None:
@@ -34,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -22,6 +22,7 @@ from denseclip.apis import inference_model, init_model, save_picture
 from denseclip.apis.visualization import draw_labels, render_grid
 from denseclip.datasets import generate_synthetic_ade20k
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.cli import run_tool
 
 CONFIG = 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
 #: Label value of pixels that are no class ("other" in the synthetic label files).
@@ -124,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

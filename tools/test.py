@@ -17,6 +17,7 @@ from denseclip.apis.inference import load_clip_archive, takes_clip_archive
 from denseclip.engine import KnownLogRecords, ignore_known_warnings
 from denseclip.engine.config import prepare_config
 from denseclip.engine.device import warn_if_bf16_emulated
+from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,4 +104,4 @@ def main() -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -16,6 +16,7 @@ from mmseg.registry import RUNNERS
 
 from denseclip.engine import KnownLogRecords, configure_resume, ignore_known_warnings
 from denseclip.engine.config import prepare_config
+from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -86,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -28,6 +28,7 @@ from denseclip.clip import (PHOTO_TEMPLATES, ZeroShotClassifier, build_model, re
                             read_templates)
 from denseclip.clip.zero_shot import accuracy_summary, embed_images, image_folder, read_class_names
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -138,4 +139,4 @@ def main() -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

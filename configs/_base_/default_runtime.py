@@ -27,10 +27,14 @@ log_level = 'INFO'
 
 load_from = None
 resume = False
+# Same config, seed, machine and thread count -> the same weights and metrics, bit for bit
+# (`tools/train.py --seed N` or `--cfg-options randomness.seed=N` choose another seed).
+randomness = dict(seed=0)
 # A checkpoint that the runner loads (load_from, resume, the CHECKPOINT of a test) must fit the
 # model exactly, also when the config is run by mmseg's own tools; `tools/train.py
-# --partial-load` (partial=True) fine-tunes from one with another head.
-custom_hooks = [dict(type='CheckpointFitHook')]
+# --partial-load` (partial=True) fine-tunes from one with another head. One training run at a
+# time holds the work dir (a second one stops instead of overwriting its checkpoints).
+custom_hooks = [dict(type='CheckpointFitHook'), dict(type='WorkDirLockHook')]
 
 # `tools/test.py --tta` wraps the model in this and feeds it `tta_pipeline`.
 tta_model = dict(type='SegTTAModel')

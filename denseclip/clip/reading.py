@@ -166,9 +166,46 @@ def unreadable(path: str, err: Exception, hint: str) -> CheckpointError:
                            f'not a PyTorch checkpoint ({_torch_detail(err)}). {hint}')
 
 
+def non_finite_tensors(content: Any, prefix: str = '') -> list[tuple[str, int, int]]:
+    """``(name, non-finite values, values)`` of every floating tensor in ``content`` (nested
+    mappings and sequences, as a checkpoint holds them) that holds NaN or Inf."""
+    if isinstance(content, torch.Tensor):
+        if not content.is_floating_point() and not content.is_complex():
+            return []
+        bad = int((~torch.isfinite(content)).sum())
+        return [(prefix or 'tensor', bad, content.numel())] if bad else []
+    if isinstance(content, Mapping):
+        items = content.items()
+    elif isinstance(content, (list, tuple)):
+        items = enumerate(content)
+    else:
+        return []
+    return [entry for key, value in items
+            for entry in non_finite_tensors(value, f'{prefix}.{key}' if prefix else str(key))]
+
+
+def check_finite(content: Any, name: str, max_listed: int = 5) -> None:
+    """Raises :class:`CheckpointError` naming ``name`` and the first tensors holding NaN or Inf.
+
+    Weights that hold NaN or Inf give NaN logits: a test would print an mIoU over arbitrary
+    predictions, and training would stop at its first step blaming the learning rate.
+    """
+    bad = non_finite_tensors(content)
+    if not bad:
+        return
+    listed = ', '.join(f'{key} ({count} of {total} values)'
+                       for key, count, total in bad[:max_listed])
+    more = f' and {len(bad) - max_listed} more' if len(bad) > max_listed else ''
+    raise CheckpointError(
+        f'checkpoint {name!r} holds NaN or Inf in {len(bad)} tensors: {listed}{more}. Its '
+        'weights cannot give a result; it was probably written by a run that diverged. Use an '
+        'earlier checkpoint of that run (tools/train.py only writes finite ones).')
+
+
 def read_checkpoint(file: str | os.PathLike | BinaryIO, map_location: Any = 'cpu',
                     allowed_globals: Sequence[Any] = (), missing_hint: str = WEIGHTS_HINT,
-                    damaged_hint: str = REREAD_HINT, mmap: bool = False) -> Any:
+                    damaged_hint: str = REREAD_HINT, mmap: bool = False,
+                    finite: bool = True) -> Any:
     """The one reader of weight files: what ``file`` holds, read without running its code.
 
     TorchScript archives (OpenAI's) give their state dict (``torch.jit.load``), ``.safetensors``
@@ -183,11 +220,13 @@ def read_checkpoint(file: str | os.PathLike | BinaryIO, map_location: Any = 'cpu
         missing_hint: What to do when the path does not exist.
         damaged_hint: What to do when the file is damaged.
         mmap: Map the tensors' storage instead of reading it (zip-format files only).
+        finite: Refuse a file whose floating tensors hold NaN or Inf (:func:`check_finite`);
+            off only for a caller that reads metadata and loads the weights later.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        CheckpointError: the file is not readable, truncated, not a checkpoint, or would run
-            code when loaded; the message says what it is and what to do.
+        CheckpointError: the file is not readable, truncated, not a checkpoint, would run
+            code when loaded, or holds NaN / Inf; the message says what it is and what to do.
     """
     path = None
     if isinstance(file, (str, os.PathLike)):
@@ -197,17 +236,21 @@ def read_checkpoint(file: str | os.PathLike | BinaryIO, map_location: Any = 'cpu
                 f'checkpoint file {path!r} does not exist. {missing_hint}'.rstrip())
         if not os.access(path, os.R_OK):
             raise CheckpointError(f'checkpoint file {path!r} is not readable (permission denied)')
+    name = path or str(getattr(file, 'name', '<stream>'))
     try:
         if path is not None and is_torchscript(path):
-            return torch.jit.load(path, map_location=map_location or 'cpu').state_dict()
-        if path is not None and path.endswith('.safetensors'):
-            return safetensors.torch.load_file(path, device=str(map_location or 'cpu'))
-        with torch.serialization.safe_globals(list(allowed_globals)):
-            return torch.load(path or file, map_location=map_location, weights_only=True,
-                              **(dict(mmap=True) if mmap else {}))
+            content = torch.jit.load(path, map_location=map_location or 'cpu').state_dict()
+        elif path is not None and path.endswith('.safetensors'):
+            content = safetensors.torch.load_file(path, device=str(map_location or 'cpu'))
+        else:
+            with torch.serialization.safe_globals(list(allowed_globals)):
+                content = torch.load(path or file, map_location=map_location,
+                                     weights_only=True, **(dict(mmap=True) if mmap else {}))
     except Exception as err:  # torch raises many types for damaged files
-        name = path or str(getattr(file, 'name', '<stream>'))
         raise unreadable(name, err, damaged_hint) from None  # torch advises the unsafe load
+    if finite:
+        check_finite(content, name)
+    return content
 
 
 def read_state_dict(path: str | os.PathLike) -> StateDict:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .class_names import check_class_names
 from .model import CLIP
 from .preprocess import preprocess, read_image_rgb
 from .tokenizer import tokenize
@@ -109,8 +110,7 @@ def build_classifier(text_model: TextModel, class_names: Sequence[str],
         ValueError: no class names or templates, a bad template, or a prompt longer than the
             model's context length.
     """
-    if isinstance(class_names, str) or not class_names:
-        raise ValueError(f'class_names must be a non-empty sequence of names, got {class_names!r}')
+    class_names = check_class_names(class_names, 'class_names')
     if isinstance(templates, str) or not templates:
         raise ValueError(f'templates must be a non-empty sequence of templates, got {templates!r}')
     if batch_size < 1:
@@ -195,24 +195,16 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: no name, or a name given twice (file and line are named).
+        ValueError: no name, or a name given twice (the file and the names are named).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'class names file {path!r} does not exist')
-    names: dict[str, int] = {}
     with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, start=1):
-            name = line.strip()
-            if not name or name.startswith('#'):
-                continue
-            if name in names:
-                raise ValueError(f'{path}, line {number}: class {name!r} was already given on '
-                                 f'line {names[name]}')
-            names[name] = number
+        names = [line.strip() for line in f if line.strip() and not line.startswith('#')]
     if not names:
         raise ValueError(f'class names file {path!r} holds no name (one a line)')
-    return list(names)
+    return check_class_names(names, f'class names file {path!r}')
 
 
 def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = None

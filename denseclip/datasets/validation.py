@@ -166,8 +166,8 @@ def check_class_names(cfg: Config) -> None:
         if not loader or not loader.get('dataset'):
             continue
         try:
-            classes = dataset_class_names(loader.dataset)
-        except (KeyError, ValueError):
+            classes = dataset_class_names(loader.dataset, f'{key}.dataset')
+        except KeyError:  # no classes, or a type that is not registered: building says so
             continue
         if len(classes) != len(names):
             raise ValueError(

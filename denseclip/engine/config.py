@@ -19,8 +19,10 @@ from torch import nn
 from denseclip.datasets import check_class_names, dataset_class_names, wrap_datasets
 
 from . import safe_load
+from .checks import check_keywords, check_numbers, check_writable
 from .dist import adapt_cfg_to_cpu, revert_sync_bn_cfg
 from .optim_wrappers import enable_amp
+from .workdir import WorkDirLockHook
 
 #: Where a run's logs and checkpoints go unless ``--work-dir`` or the config say otherwise.
 WORK_DIRS = './work_dirs'
@@ -38,7 +40,7 @@ def fill_class_names(cfg: Config) -> Config:
     for key in ('train_dataloader', 'test_dataloader', 'val_dataloader'):
         loader = cfg.get(key)
         if loader and loader.get('dataset'):
-            model['class_names'] = list(dataset_class_names(loader['dataset']))
+            model['class_names'] = list(dataset_class_names(loader['dataset'], f'{key}.dataset'))
             return cfg
     raise ValueError('model.class_names is None and the config has no dataloader to take '
                      'them from; set model.class_names')
@@ -69,19 +71,24 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
        ``launcher`` is set, then ``cfg_options`` are merged (so they may override it).
     2. Safe loading is installed (:func:`denseclip.engine.safe_load.install`): every
        checkpoint this process reads from now on is read ``weights_only``, without mmengine's
-       fallback. ``import denseclip`` never does this; preparing a config for a run does.
-    3. ``model.class_names`` left ``None`` is filled from the dataset metainfo
-       (:func:`fill_class_names`); with ``check_data`` it must match every dataset's classes.
-    4. A ``CheckpointFitHook`` (added unless the config lists one) refuses a ``load_from`` or
+       fallback, and refused if it holds NaN or Inf. ``import denseclip`` never does this;
+       preparing a config for a run does.
+    3. The config's numbers (batch sizes, workers, iterations, intervals, seed) and the
+       arguments of every registered class are checked (:mod:`denseclip.engine.checks`).
+    4. ``model.class_names`` left ``None`` is filled from the dataset metainfo
+       (:func:`fill_class_names`); the names must be distinct, and with ``check_data`` match
+       every dataset's classes.
+    5. A ``CheckpointFitHook`` (added unless the config lists one) refuses a ``load_from`` or
        ``--resume`` checkpoint that does not fit the model; ``partial_load`` loads what fits of
-       ``load_from``.
-    5. ``tta``: the test dataloader and the model become the config's test-time augmentation.
-    6. ``amp``: the optimiser wrapper trains in mixed precision (fp16 on GPUs, bfloat16 on
+       ``load_from``. A ``WorkDirLockHook`` keeps a second training run out of the work dir.
+    6. ``tta``: the test dataloader and the model become the config's test-time augmentation.
+    7. ``amp``: the optimiser wrapper trains in mixed precision (fp16 on GPUs, bfloat16 on
        CPUs).
-    7. ``check_data``: every dataloader's dataset is wrapped in ``CheckedDataset`` (clear
+    8. ``check_data``: every dataloader's dataset is wrapped in ``CheckedDataset`` (clear
        errors for missing, unpaired, corrupt or mislabelled files).
-    8. For mmengine's runner (``device=None``): ``cfg.work_dir`` is ``work_dir``, else the
-       config's, else ``./work_dirs/CONFIG_NAME``. The runner picks CUDA where there is one
+    9. For mmengine's runner (``device=None``): ``cfg.work_dir`` is ``work_dir``, else the
+       config's, else ``./work_dirs/CONFIG_NAME``, and must be writable. The runner picks
+       CUDA where there is one
        and turns SyncBN into BN itself in a single process; on a machine without CUDA the
        config is adapted (SyncBN -> BN, fp16 -> bfloat16, gloo; see
        :func:`~denseclip.engine.dist.adapt_cfg_to_cpu`). For a model built in this process
@@ -103,7 +110,9 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
         The prepared config.
 
     Raises:
-        ValueError: the class names cannot be filled in or do not match a dataset.
+        ValueError: the class names cannot be filled in, are repeated or do not match a
+            dataset; a config value is out of range or an argument is unknown
+            (:class:`~denseclip.engine.checks.ConfigError`); the work dir is not writable.
     """
     cfg = (Config.fromfile(os.fspath(config)) if isinstance(config, (str, os.PathLike))
            else config)
@@ -112,10 +121,13 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     safe_load.install()
+    check_numbers(cfg)
+    check_keywords(cfg)
     fill_class_names(cfg)
     if check_data:
         check_class_names(cfg)
     safe_load.require_checkpoint_fit(cfg, partial=partial_load)
+    add_hook(cfg, WorkDirLockHook)
     if tta:
         use_tta(cfg)
     if amp:
@@ -136,7 +148,19 @@ def _prepare_runner(cfg: Config, work_dir: Optional[str]) -> None:
     elif cfg.get('work_dir') is None:
         name = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
         cfg.work_dir = osp.join(WORK_DIRS, name)
+    check_writable(cfg.work_dir, 'work_dir')
     adapt_cfg_to_cpu(cfg)
+
+
+def add_hook(cfg: Config, hook_class: type, **kwargs) -> None:
+    """Appends ``dict(type=hook_class.__name__, **kwargs)`` to ``cfg.custom_hooks`` unless the
+    config lists a hook of that type already."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    name = hook_class.__name__
+    if not any(isinstance(hook, hook_class) or isinstance(hook, dict)
+               and hook.get('type') in (name, hook_class) for hook in hooks):
+        hooks.append(dict(type=name, **kwargs))
+    cfg.custom_hooks = hooks
 
 
 def build_segmentor(cfg: Config) -> nn.Module:

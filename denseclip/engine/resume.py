@@ -37,14 +37,43 @@ def checkpoint_problem(path: str) -> Optional[str]:
     return None
 
 
+def _inside(path: str, folder: str) -> bool:
+    folder = osp.realpath(folder)
+    return osp.commonpath([osp.realpath(path), folder]) == folder
+
+
+def last_checkpoint(work_dir: str) -> Optional[str]:
+    """Where ``work_dir/last_checkpoint`` points, which must be inside ``work_dir``.
+
+    A pointer elsewhere (a work dir copied from another run or another machine, a file
+    edited by hand) would resume another run's state without a word, so it is refused.
+
+    Raises:
+        CheckpointError: the pointer names a file outside ``work_dir``.
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        last = f.read().strip() or None
+    if last is None:
+        return None
+    last = osp.join(work_dir, last)  # a relative pointer is relative to the work dir
+    if not _inside(last, work_dir):
+        own = sorted(glob.glob(osp.join(glob.escape(work_dir), '*.pth')), key=osp.getmtime)
+        instead = (f'; this work dir\'s own newest checkpoint is {own[-1]}' if own else
+                   '; this work dir holds no checkpoint')
+        raise CheckpointError(
+            f'{pointer} points to {last}, outside the work dir {work_dir!r}: --resume would '
+            f'continue another run{instead}. To continue from that file on purpose, name it: '
+            f'tools/train.py CONFIG --resume {last}; otherwise delete {pointer}.')
+    return last
+
+
 def _candidates(work_dir: str) -> list[str]:
     """Checkpoints in ``work_dir``, newest first; the target of ``last_checkpoint`` included."""
     paths = glob.glob(osp.join(glob.escape(work_dir), '*.pth'))
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    last = None
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            last = f.read().strip() or None
+    last = last_checkpoint(work_dir)
 
     def step(path: str) -> float:
         match = STEP.fullmatch(osp.basename(path))
@@ -62,7 +91,8 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     Damaged files are skipped with a warning that names them.
 
     Raises:
-        CheckpointError: there are checkpoints, but none of them can be read.
+        CheckpointError: there are checkpoints, but none of them can be read, or
+            ``last_checkpoint`` points outside the work dir (:func:`last_checkpoint`).
     """
     candidates = _candidates(work_dir)
     problems = []
@@ -105,7 +135,8 @@ def configure_resume(cfg: Config, resume: str) -> None:
     print_log(f'--resume: continuing from {path}', logger='current')
     cfg.resume = True
     cfg.load_from = path
-    seed = weights_only_load(path, map_location='cpu', mmap=zipfile.is_zipfile(path)).get(
+    seed = weights_only_load(path, map_location='cpu', mmap=zipfile.is_zipfile(path),
+                             finite=False).get(
         'meta', {}).get('seed')
     randomness = dict(cfg.get('randomness') or {})
     if seed is not None and randomness.get('seed') != seed:

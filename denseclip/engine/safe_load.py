@@ -61,21 +61,24 @@ DAMAGED_HINT = ('If a job was killed while writing it, delete it; tools/train.py
                 'continues from the newest intact checkpoint.')
 
 
-def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False) -> Any:
+def weights_only_load(file: Any, map_location: Any = None, mmap: bool = False,
+                      finite: bool = True) -> Any:
     """What a checkpoint of a run holds, read by the one reader with :data:`SAFE_GLOBALS`.
 
     Args:
         file: A path or a binary file object.
         map_location: As for ``torch.load``.
         mmap: Map the tensors' storage instead of reading it (zip-format files only).
+        finite: Refuse NaN / Inf tensors (off only to read metadata).
 
     Raises:
         FileNotFoundError: the path does not exist.
-        CheckpointError: the file is truncated or not a checkpoint, or it holds objects whose
-            unpickling could run code.
+        CheckpointError: the file is truncated or not a checkpoint, it holds objects whose
+            unpickling could run code, or NaN / Inf.
     """
     return read_checkpoint(file, map_location, allowed_globals=SAFE_GLOBALS,
-                           missing_hint=MISSING_HINT, damaged_hint=DAMAGED_HINT, mmap=mmap)
+                           missing_hint=MISSING_HINT, damaged_hint=DAMAGED_HINT, mmap=mmap,
+                           finite=finite)
 
 
 def load_from_local_weights_only(filename: str, map_location: Optional[Any] = None) -> Any:

@@ -10,6 +10,8 @@ from typing import Optional
 from mmseg.registry import MODELS
 from torch import nn
 
+from denseclip.clip import check_class_names
+
 
 def check_registered(cfg: Optional[dict], key: str) -> None:
     """Raises if ``cfg``'s type is not registered, naming the closest registered types."""
@@ -25,19 +27,13 @@ def check_registered(cfg: Optional[dict], key: str) -> None:
 
 
 def class_names_list(class_names) -> list[str]:
-    """``model.class_names`` as a non-empty list."""
+    """``model.class_names`` as a list of distinct, non-empty names."""
     if class_names is None:
         raise ValueError(
             'model.class_names is not set: give it in the config, or build the model through '
             'tools/train.py / tools/test.py (or denseclip.engine.config.fill_class_names), '
             'which take it from the dataset metainfo')
-    if isinstance(class_names, str):
-        raise TypeError(f'model.class_names must be a list of names, got the string '
-                        f'{class_names!r}')
-    class_names = list(class_names)
-    if not class_names:
-        raise ValueError('model.class_names is empty: DenseCLIP needs at least one class')
-    return class_names
+    return check_class_names(class_names, 'model.class_names')
 
 
 def check_clip_image_tower(backbone: dict, pretrained: str) -> None:

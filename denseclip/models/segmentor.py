@@ -10,6 +10,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
 from torch import nn
 
+from denseclip.clip import check_class_names
 from denseclip.clip.tokenizer import tokenize
 
 from . import derive
@@ -268,7 +269,8 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
         *_, (global_embedding, dense) = self.backbone(inputs)
         texts = None
         if class_names is not None:
-            texts = tokenize(list(class_names), self.texts.shape[1]).to(self.texts.device)
+            class_names = check_class_names(class_names, 'class_names')
+            texts = tokenize(class_names, self.texts.shape[1]).to(self.texts.device)
         score_map = self.text_and_score_map(global_embedding, dense, texts)[1]
         return score_map if size is None else resize(score_map, size, mode='bilinear',
                                                       align_corners=False)

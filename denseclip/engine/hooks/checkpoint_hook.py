@@ -1,24 +1,49 @@
 """mmengine's CheckpointHook, made safe against jobs killed at any moment."""
+import logging
 import os.path as osp
+import signal
+import threading
 from typing import Optional
 
 import torch
+from mmengine.dist import all_reduce, get_dist_info
+from mmengine.logging import print_log
+
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmseg.registry import HOOKS
 
+from denseclip.clip.reading import non_finite_tensors
+
 from ..atomic_io import ATOMIC_BACKEND, atomic_write, remove_partial_files
+from ..workdir import holds_work_dir
 
 
 class NonFiniteWeightsError(FloatingPointError):
     """The model holds NaN or Inf weights; they are never written to a checkpoint."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on SIGTERM / SIGINT after saving a checkpoint to resume from.
+
+    Attributes:
+        signum: The signal; a tool exits with ``128 + signum`` as a shell does.
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+#: Signals after which training saves a checkpoint and stops: SLURM's and the batch systems'
+#: warning before a time limit, and Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def non_finite_entries(state_dict: dict) -> list[str]:
-    """Names of the floating-point tensors of ``state_dict`` holding NaN or Inf."""
-    return [name for name, value in state_dict.items()
-            if isinstance(value, torch.Tensor) and value.is_floating_point()
-            and not bool(torch.isfinite(value).all())]
+    """Names of the floating-point tensors of ``state_dict`` holding NaN or Inf (the check
+    that every reader of checkpoints makes, :func:`denseclip.clip.reading.non_finite_tensors`)."""
+    return [name for name, _, _ in non_finite_tensors(state_dict)]
 
 
 @HOOKS.register_module()
@@ -34,7 +59,13 @@ class AtomicCheckpointHook(CheckpointHook):
       kill while saving with ``max_keep_ckpts=1`` lost every checkpoint);
     - a model holding NaN/Inf weights is never written: :class:`NonFiniteWeightsError` names
       the tensors and stops training, the previous checkpoint stays the latest;
-    - ``.partial`` files left by a killed job are deleted when training starts.
+    - ``.partial`` files left by a killed job are deleted when training starts, and only by
+      the run that holds the work dir's lock (:mod:`denseclip.engine.workdir`);
+    - with ``save_on_signal`` (the default), SIGTERM or SIGINT during training lets the
+      current iteration finish, saves its checkpoint (unless this iteration saved one anyway)
+      and stops with :class:`TrainingInterrupted`; ``tools/train.py --resume`` continues
+      exactly there. The ranks of a distributed run agree on the iteration (one all-reduce
+      of a flag per iteration). A second signal ends the process at once.
 
     Arguments are those of mmengine's ``CheckpointHook``. Local output folders get
     ``backend_args=dict(backend='atomic_local')`` unless other backend arguments are given;
@@ -42,7 +73,11 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def __init__(self, *args, backend_args: Optional[dict] = None,
-                 file_client_args: Optional[dict] = None, **kwargs):
+                 file_client_args: Optional[dict] = None, save_on_signal: bool = True,
+                 **kwargs):
+        self.save_on_signal = save_on_signal
+        self._signal: Optional[int] = None
+        self._previous_handlers: dict = {}
         self._atomic = backend_args is None and file_client_args is None
         if self._atomic:
             backend_args = dict(backend=ATOMIC_BACKEND)
@@ -57,9 +92,68 @@ class AtomicCheckpointHook(CheckpointHook):
         super().before_train(runner)
         self._last_good = runner.message_hub.get_info('last_ckpt')  # set when resumed
         if self._atomic and is_main_process():
-            for path in remove_partial_files(self.out_dir):
-                runner.logger.warning(f'removed {path}, a checkpoint whose writing was '
-                                      'interrupted')
+            if holds_work_dir(runner.work_dir):
+                for path in remove_partial_files(self.out_dir):
+                    runner.logger.warning(f'removed {path}, a checkpoint whose writing was '
+                                          'interrupted')
+            else:  # without WorkDirLockHook: they may belong to a live run
+                runner.logger.warning(f'unfinished checkpoint files in {self.out_dir} are left '
+                                      'in place: this run does not hold the work dir lock '
+                                      '(WorkDirLockHook)')
+        if self.save_on_signal:
+            self._install_handlers()
+
+    # ----------------------------------------------------------------- stopping on a signal
+    def _install_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only
+        self._signal = None
+        for signum in STOP_SIGNALS:
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._signal is not None:  # the second one: stop now, as without this hook
+            self._restore_handlers()
+            signal.raise_signal(signum)
+            return
+        self._signal = signum  # (no logging here: the handler may interrupt the logger)
+
+    def _stop_requested(self) -> Optional[int]:
+        """The signal received by any rank, or None."""
+        if get_dist_info()[1] == 1:
+            return self._signal
+        flag = torch.tensor([self._signal or 0])
+        all_reduce(flag, op='max')
+        return int(flag.item()) or None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if not self.save_on_signal:
+            return
+        signum = self._stop_requested()
+        step = runner.iter + 1
+        if signum is None or step >= runner.max_iters:  # the last iteration: just finish
+            return
+        path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(step))
+        if self.last_ckpt != path:  # this iteration's periodic save did not write it
+            self._save_checkpoint_with_step(runner, step,
+                                            dict(epoch=runner.epoch, iter=step))
+        self._restore_handlers()
+        print_log(f'received {signal.Signals(signum).name}: stopping after iteration {step}',
+                  logger='current', level=logging.WARNING)
+        raise TrainingInterrupted(
+            f'training stopped by {signal.Signals(signum).name} after iteration {step} of '
+            f'{runner.max_iters}; saved {path}. Continue with the same command plus --resume '
+            f'(tools/train.py CONFIG --work-dir {runner.work_dir} --resume).', signum)
+
+    def after_train(self, runner) -> None:
+        self._restore_handlers()
+        super().after_train(runner)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         bad = non_finite_entries(checkpoint.get('state_dict', {}))

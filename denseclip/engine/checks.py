@@ -1,0 +1,213 @@
+"""Checks of what a config states, made once by :func:`denseclip.engine.config.prepare_config`
+for every entry point: the numbers of the runner and its data loaders, the keyword arguments
+of every registered class, and the folders a run writes to.
+
+Each error names the config key (``train_dataloader.batch_size``, ``model.backbone``) and what
+was expected, before anything is built or a long job starts.
+"""
+import difflib
+import inspect
+import math
+import os
+import os.path as osp
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
+
+from mmengine.registry import DefaultScope, Registry
+from mmseg.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
+from torch import nn
+
+#: The data loaders of a run, as mmengine names them.
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names its key."""
+
+
+# ----------------------------------------------------------------------------- numbers
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number_checks(cfg: Mapping) -> Iterator[tuple[str, Any, str]]:
+    """``(key, value, expected)`` of every number the run needs in a range."""
+    for key in LOADERS:
+        loader = cfg.get(key) or {}
+        yield f'{key}.batch_size', loader.get('batch_size', 1), 'an integer >= 1'
+        yield f'{key}.num_workers', loader.get('num_workers', 0), 'an integer >= 0'
+    train = cfg.get('train_cfg') or {}
+    for name in ('max_iters', 'max_epochs', 'val_interval', 'val_begin'):
+        if name in train:
+            yield (f'train_cfg.{name}', train[name],
+                   'an integer >= 0' if name == 'val_begin' else 'an integer >= 1')
+    hooks = cfg.get('default_hooks') or {}
+    if (hooks.get('logger') or {}).get('interval') is not None:
+        yield 'default_hooks.logger.interval', hooks['logger']['interval'], 'an integer >= 1'
+    checkpoint = hooks.get('checkpoint') or {}
+    if checkpoint.get('interval', -1) != -1:
+        yield ('default_hooks.checkpoint.interval', checkpoint['interval'],
+               'an integer >= 1 (or -1: no periodic checkpoints)')
+    wrapper = cfg.get('optim_wrapper') or {}
+    if 'accumulative_counts' in wrapper:
+        yield 'optim_wrapper.accumulative_counts', wrapper['accumulative_counts'], \
+            'an integer >= 1'
+    seed = (cfg.get('randomness') or {}).get('seed')
+    if seed is not None:
+        yield 'randomness.seed', seed, 'an integer in [0, 2**32) or None'
+
+
+def _fits(value: Any, expected: str) -> bool:
+    if expected.startswith('an integer in [0, 2**32)'):
+        return _integer(value) and 0 <= value < 2**32
+    if not _integer(value):
+        return False
+    if expected.endswith('(or -1: no periodic checkpoints)'):
+        return value >= 1
+    return value >= (0 if '>= 0' in expected else 1)
+
+
+def check_numbers(cfg: Mapping) -> None:
+    """Data-loader and runner numbers in range: ``batch_size >= 1``, ``num_workers >= 0``,
+    ``max_iters >= 1``, intervals ``>= 1``, the learning rate finite and ``>= 0``, ...
+
+    Raises:
+        ConfigError: naming the first key out of range, its value and what was expected.
+    """
+    for key, value, expected in _number_checks(cfg):
+        if not _fits(value, expected):
+            raise ConfigError(f'{key}={value!r}: expected {expected}')
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    lr = optimizer.get('lr') if isinstance(optimizer, Mapping) else None
+    if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool)
+                           or not math.isfinite(lr) or lr < 0):
+        raise ConfigError(f'optim_wrapper.optimizer.lr={lr!r}: expected a finite number >= 0')
+
+
+# ----------------------------------------------------------------------------- keywords
+def accepted_arguments(cls: type) -> Optional[set[str]]:
+    """The keyword arguments that building ``cls`` accepts, or None when they cannot be known.
+
+    Follows ``**kwargs`` up the class hierarchy: a class whose ``__init__`` takes ``**kwargs``
+    passes them to its base (mmseg's heads to ``BaseDecodeHead``); the walk ends at the first
+    ``__init__`` without ``**kwargs``, or at ``nn.Module`` (which takes none). A chain that
+    reaches ``object`` consumes its ``**kwargs`` some other way: unknown.
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is nn.Module:
+            return names
+        init = vars(klass).get('__init__')
+        if init is None:
+            continue
+        if klass is object:
+            return None
+        try:
+            parameters = list(inspect.signature(init).parameters.values())[1:]
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in parameters
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
+
+
+def _lookup(registry: Registry, kind: Any) -> Optional[type]:
+    if isinstance(kind, type):
+        return kind
+    if not isinstance(kind, str):
+        return None
+    try:
+        found = registry.get(kind)
+    except (KeyError, ImportError):  # a scope that is not installed
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _typed_dicts(node: Any, key: str, registry: Registry) -> Iterator[tuple[str, Mapping,
+                                                                               Registry]]:
+    """Every dict with a ``type`` under ``node`` with its key and the registry that builds it.
+
+    ``*_cfg`` dicts are left out: helpers consume them, not a constructor (``norm_cfg``'s
+    ``requires_grad`` is ``build_norm_layer``'s), and ``init_cfg`` belongs to another registry.
+    Datasets' ``pipeline`` entries are transforms and their ``dataset`` entries datasets.
+    """
+    if isinstance(node, Mapping):
+        if 'type' in node:
+            yield key, node, registry
+        for name, value in node.items():
+            if name == 'type' or name.endswith('_cfg'):
+                continue
+            child = TRANSFORMS if name == 'pipeline' else (
+                DATASETS if name == 'dataset' and registry is DATASETS else registry)
+            yield from _typed_dicts(value, f'{key}.{name}', child)
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _typed_dicts(value, f'{key}[{index}]', registry)
+
+
+def _config_roots(cfg: Mapping) -> Iterator[tuple[str, Any, Registry]]:
+    yield 'model', cfg.get('model'), MODELS
+    for key in LOADERS:
+        yield f'{key}.dataset', (cfg.get(key) or {}).get('dataset'), DATASETS
+    yield 'default_hooks', cfg.get('default_hooks'), HOOKS
+    yield 'custom_hooks', cfg.get('custom_hooks'), HOOKS
+
+
+def check_keywords(cfg: Mapping) -> None:
+    """Every argument a config gives a registered class is one its constructor accepts.
+
+    Without this a misspelled argument (``model.backbone.layres``) ends in Python's
+    ``TypeError: __init__() got an unexpected keyword argument`` deep inside the build, with
+    no config key. Classes whose accepted arguments cannot be known
+    (:func:`accepted_arguments`) and types that are not registered are left to the build.
+
+    Raises:
+        ConfigError: naming the config key of the dict, the argument, the closest accepted
+            ones and the class.
+    """
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmseg'):
+        for root, node, registry in _config_roots(cfg):
+            for key, typed, reg in _typed_dicts(node, root, registry):
+                cls = _lookup(reg, typed['type'])
+                accepted = accepted_arguments(cls) if cls is not None else None
+                if accepted is None:
+                    continue
+                unknown = [name for name in typed if name not in accepted
+                           and name not in ('type', '_scope_')]
+                if unknown:
+                    close = difflib.get_close_matches(unknown[0], sorted(accepted), n=2)
+                    guess = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
+                    raise ConfigError(
+                        f'{key}.{unknown[0]}: {cls.__name__} takes no argument '
+                        f'{unknown[0]!r}{guess} Its arguments are: '
+                        f'{", ".join(sorted(accepted))}.')
+
+
+# ----------------------------------------------------------------------------- output folders
+def check_writable(folder: str, what: str) -> None:
+    """Creates ``folder`` if needed and writes (and deletes) a probe file there, so that a
+    missing parent, a read-only folder or a full disk is found before long work starts.
+
+    Args:
+        folder: The folder.
+        what: How the user named it, for the message (``'--out'``, ``'work_dir'``).
+
+    Raises:
+        ConfigError: naming ``what``, the folder and the operating system's reason.
+    """
+    probe = osp.join(folder, f'.write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, 'wb') as f:
+            f.write(b'0' * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise ConfigError(f'{what}: cannot write to {folder!r} ({err.strerror or err}); choose '
+                          'a folder you can write to, with free space') from None
+    finally:
+        if osp.exists(probe):
+            os.remove(probe)
