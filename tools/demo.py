@@ -23,7 +23,7 @@ from mmengine.config import DictAction
 
 from denseclip.apis import demo_picture, init_model, save_picture
 from denseclip.engine import ignore_known_warnings
-from denseclip.engine.cli import run_tool
+from denseclip.engine.cli import class_list, run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
         'Without names: the classes the decoder predicted (largest first), or every --classes '
         'name. Not given: no heat-maps, except with --classes')
     parser.add_argument(
-        '--classes', type=lambda text: [name.strip() for name in text.split(',') if name.strip()],
+        '--classes', type=class_list,
         metavar='"a,b,c"',
         help='open-vocabulary question: run the text branch for these names (at most 3 BPE '
         'tokens each) and draw their score maps. The decoder is NOT affected: its input '
@@ -64,8 +64,6 @@ def parse_args() -> argparse.Namespace:
         parser.error(f'--opacity must be in (0, 1], got {args.opacity}')
     if args.scale < 1:
         parser.error(f'--scale must be a positive integer, got {args.scale}')
-    if args.classes is not None and not args.classes:
-        parser.error('--classes needs at least one name')
     return args
 
 

@@ -27,7 +27,7 @@ from mmengine.config import DictAction
 from denseclip.deploy.folder import list_inputs, segment_inputs
 from denseclip.deploy.predictors import ort_predictor, torch_predictor
 from denseclip.engine import ignore_known_warnings
-from denseclip.engine.cli import run_tool
+from denseclip.engine.cli import class_list, run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
                         help='run the PyTorch model, or an ONNX export with ONNX Runtime')
     parser.add_argument('--onnx', help='the ONNX file (--backend onnxruntime)')
     parser.add_argument(
-        '--classes', type=lambda text: [name.strip() for name in text.split(',') if name.strip()],
+        '--classes', type=class_list,
         metavar='"a,b,c"',
         help='class names in place of model.class_names: any names for a model whose classes '
         'are free (ZeroShotCLIPSegmentor); for DenseCLIP exactly as many as it was trained for')
@@ -60,8 +60,6 @@ def parse_args() -> argparse.Namespace:
         parser.error(f'--opacity must be in (0, 1], got {args.opacity}')
     if args.batch_size < 1:
         parser.error(f'--batch-size must be a positive integer, got {args.batch_size}')
-    if args.classes is not None and not args.classes:
-        parser.error('--classes needs at least one name')
     if args.backend == 'onnxruntime':
         if not args.onnx:
             parser.error('--backend onnxruntime needs --onnx FILE')

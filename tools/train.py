@@ -37,6 +37,10 @@ def parse_args() -> argparse.Namespace:
         'class count): those weights keep their initial values, and a summary says which. '
         'Without it, a load_from that does not fit exactly is an error')
     parser.add_argument(
+        '--seed', type=int,
+        help='random seed (default: the config\'s randomness.seed, 0 in every config here); '
+        'the same config, seed, machine and thread count give bit-identical weights')
+    parser.add_argument(
         '--amp',
         action='store_true',
         help='enable automatic mixed precision (fp16 on GPU, bfloat16 on CPU)')
@@ -65,8 +69,12 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
 
-    # class names, safe loading, checked datasets, --amp, the CPU fallbacks, the work dir
-    cfg = prepare_config(args.config, args.cfg_options, launcher=args.launcher,
+    options = dict(args.cfg_options or {})
+    if args.seed is not None:
+        options['randomness.seed'] = args.seed
+    # checked numbers and arguments, class names, safe loading, checked datasets, --amp, the
+    # CPU fallbacks, the work dir
+    cfg = prepare_config(args.config, options, launcher=args.launcher,
                          work_dir=args.work_dir, amp=args.amp, partial_load=args.partial_load,
                          check_data=True)
     if args.partial_load and not cfg.get('load_from'):
@@ -84,6 +92,9 @@ def main() -> None:
         runner = Runner.from_cfg(cfg)
     runner.logger.addFilter(KnownLogRecords())
     runner.train()
+    last = runner.message_hub.get_info('last_ckpt')
+    print(f'done: {runner.iter} iterations, seed {runner.seed}, work dir {runner.work_dir}'
+          + (f', last checkpoint {last}' if last else ''))
 
 
 if __name__ == '__main__':

@@ -28,7 +28,7 @@ from denseclip.clip import (PHOTO_TEMPLATES, ZeroShotClassifier, build_model, re
                             read_templates)
 from denseclip.clip.zero_shot import accuracy_summary, embed_images, image_folder, read_class_names
 from denseclip.engine import ignore_known_warnings
-from denseclip.engine.cli import run_tool
+from denseclip.engine.cli import class_list, run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,7 +38,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('images', nargs='*', help='image files to classify')
     parser.add_argument('--folder', help='ImageFolder tree to evaluate (one folder per class)')
     names = parser.add_mutually_exclusive_group()
-    names.add_argument('--classes', metavar='"a,b,c"', help='class names, comma-separated')
+    names.add_argument('--classes', type=class_list, metavar='"a,b,c"',
+                       help='class names, comma-separated')
     names.add_argument('--classes-file', help='class names, one a line')
     prompts = parser.add_mutually_exclusive_group()
     prompts.add_argument('--templates', help="prompt templates, one a line, each with '{}'")
@@ -105,7 +106,7 @@ def main() -> int:
     try:
         classes = read_class_names(args.classes_file) if args.classes_file else None
         if args.classes:
-            classes = [name.strip() for name in args.classes.split(',') if name.strip()]
+            classes = args.classes
         templates = read_templates(args.templates) if args.templates else (
             args.template or PHOTO_TEMPLATES)
         paths, labels = args.images, None

@@ -15,6 +15,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
+from denseclip.clip.preprocess import read_image
 from denseclip.engine.config import prepare_config
 from denseclip.engine.safe_load import load_checkpoint
 
@@ -100,23 +101,23 @@ def init_model(config: Union[str, os.PathLike, Config], checkpoint: Optional[str
     return model
 
 
-def inference_pipeline(cfg, from_array: bool) -> Compose:
-    """The config's test pipeline without label loading; ``LoadImageFromNDArray`` for arrays."""
+def inference_pipeline(cfg) -> Compose:
+    """The config's test pipeline for a BGR array: ``LoadImageFromNDArray``, no label loading."""
     steps = [step for step in copy.deepcopy(cfg.test_pipeline)
              if step['type'] not in ANNOTATION_LOADERS]
-    if from_array:
-        steps[0]['type'] = 'LoadImageFromNDArray'
+    steps[0]['type'] = 'LoadImageFromNDArray'
     return Compose(steps)
 
 
 def pack_inputs(model: nn.Module, images: Sequence[ImageType]) -> dict:
-    """Runs the test pipeline on images (paths, or BGR arrays as OpenCV reads them):
-    ``dict(inputs=[3, H', W'] each, data_samples=[...])``, as a data loader gives them."""
+    """Runs the test pipeline on images (paths, read by :func:`~denseclip.clip.preprocess.
+    read_image`, or BGR arrays as OpenCV reads them): ``dict(inputs=[3, H', W'] each,
+    data_samples=[...])``, as a data loader gives them."""
     batch = dict(inputs=[], data_samples=[])
     for image in images:
-        from_array = isinstance(image, np.ndarray)
-        packed = inference_pipeline(model.cfg, from_array)(
-            dict(img=image) if from_array else dict(img_path=os.fspath(image)))
+        if not isinstance(image, np.ndarray):  # the one image reader: errors name the file
+            image = read_image(image, 'bgr')
+        packed = inference_pipeline(model.cfg)(dict(img=image))
         batch['inputs'].append(packed['inputs'])
         batch['data_samples'].append(packed['data_samples'])
     return batch

@@ -1,11 +1,13 @@
 """mmseg's ``MMSegInferencer`` for DenseCLIP configs."""
 import inspect
+import os
 from typing import Optional, Union
 
 from mmengine.config import Config, ConfigDict
 from mmseg.apis import MMSegInferencer
 from torch import nn
 
+from denseclip.clip.preprocess import read_image
 from denseclip.engine.config import prepare_config
 from denseclip.engine.safe_load import fit_checkpoint
 
@@ -44,6 +46,15 @@ class DenseCLIPInferencer(MMSegInferencer):
         prepare_config(cfg, device=device)  # in place: mmseg's inferencer keeps this config
         self._weights = weights  # named by the fit check
         return super()._init_model(cfg, weights, device)
+
+    def _inputs_to_list(self, inputs) -> list:
+        """mmengine's list of inputs, each image file checked by the one image reader
+        (:func:`~denseclip.clip.preprocess.read_image`) so that a bad file is named."""
+        listed = super()._inputs_to_list(inputs)
+        for item in listed:
+            if isinstance(item, (str, os.PathLike)):
+                read_image(item, 'bgr')
+        return listed
 
     def _load_weights_to_model(self, model: nn.Module, checkpoint: Optional[dict],
                                cfg) -> None:

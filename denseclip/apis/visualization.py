@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 import cv2
-import mmcv
 import numpy as np
 import torch
 from matplotlib import colormaps
@@ -27,6 +26,8 @@ from matplotlib.ticker import MaxNLocator
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from mmseg.visualization import SegLocalVisualizer
+
+from denseclip.clip.preprocess import read_image
 
 from .score_maps import predict_with_score_maps
 
@@ -316,7 +317,7 @@ def demo_picture(model, image, score_classes: Optional[Sequence[str]] = None,
     """
     result = predict_with_score_maps(model, image, class_names)
     image_rgb = (np.ascontiguousarray(image[..., ::-1]) if isinstance(image, np.ndarray)
-                 else mmcv.imread(os.fspath(image), channel_order='rgb'))
+                 else read_image(image, 'rgb'))
     classes, palette = _classes_and_palette(model, result.predicted_classes)
     prediction = result.data_sample.pred_sem_seg.data[0].cpu()
     overlay = draw_prediction(image_rgb, result.data_sample, classes, palette, opacity)

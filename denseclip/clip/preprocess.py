@@ -6,8 +6,10 @@ normalised by CLIP's mean and standard deviation. Resizing uses PIL's bicubic fi
 does (through torchvision on PIL images), so preprocessed images match theirs closely; cv2's
 bicubic kernel differs slightly and is not used here.
 """
+import io
 import os
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -80,19 +82,59 @@ def preprocess(image_rgb: np.ndarray, resolution: int) -> torch.Tensor:
     return normalize(center_crop(resize_shortest(image_rgb, resolution), resolution))
 
 
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image file as a uint8 ``[H, W, 3]`` RGB array (grey and RGBA are converted).
+class ImageError(ValueError):
+    """An image file that cannot be read or decoded. ``str(err)`` is ``'PATH: REASON'``.
 
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: the file cannot be decoded as an image (the message names it).
+    Attributes:
+        path: The file.
+        reason: Why it cannot be used, without the path.
+    """
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f'{path}: {reason}')
+        self.path, self.reason = path, reason
+
+
+def read_image(path: str | os.PathLike, channel_order: str = 'rgb',
+               decoder: str = 'cv2') -> np.ndarray:
+    """The one reader of image files for every tool: a uint8 ``[H, W, 3]`` array.
+
+    Grey, palette and alpha images become three channels. Every problem is an
+    :class:`ImageError` naming the file: missing, unreadable, empty, damaged or not an image.
+
+    Args:
+        path: The image file (any name; the content decides).
+        channel_order: ``'rgb'`` or ``'bgr'`` (what OpenCV and mmseg's pipelines use).
+        decoder: ``'cv2'`` decodes as mmseg's ``LoadImageFromFile`` does (OpenCV, EXIF
+            orientation applied), for the segmentation tools; ``'pil'`` as OpenAI's CLIP
+            preprocessing does (Pillow, EXIF orientation ignored), for zero-shot classification.
     """
     path = os.fspath(path)
+    if channel_order not in ('rgb', 'bgr') or decoder not in ('cv2', 'pil'):
+        raise ValueError(f'channel_order must be rgb or bgr and decoder cv2 or pil, got '
+                         f'{channel_order!r}, {decoder!r}')
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'image file {path!r} does not exist')
+        raise ImageError(path, 'cannot be read: no such file')
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert('RGB'))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f'cannot decode image {path!r}: the file is damaged or not an image '
-                         f'({type(err).__name__}: {err})') from None
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ImageError(path, f'cannot be read: {err.strerror or err}') from None
+    if not data.size:
+        raise ImageError(path, 'not a readable image (the file is empty)')
+    if decoder == 'cv2':
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # BGR
+        if image is not None:
+            return image if channel_order == 'bgr' else np.ascontiguousarray(image[..., ::-1])
+    else:
+        try:
+            with Image.open(io.BytesIO(data.tobytes())) as decoded:
+                image = np.asarray(decoded.convert('RGB'))
+            return image if channel_order == 'rgb' else np.ascontiguousarray(image[..., ::-1])
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            pass
+    raise ImageError(path, 'not a readable image (empty, corrupt or of an unknown format)')
+
+
+def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as CLIP's preprocessing reads it (Pillow), RGB: :func:`read_image`."""
+    return read_image(path, 'rgb', decoder='pil')

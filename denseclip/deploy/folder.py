@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from denseclip.clip.preprocess import read_image
 from denseclip.clip.zero_shot import IMAGE_SUFFIXES
 from denseclip.engine.atomic_io import atomic_write, remove_partial_files
 
@@ -133,27 +134,11 @@ def list_inputs(source: Union[str, os.PathLike], exclude: Optional[str] = None) 
     return Inputs(_named(paths, _glob_root(source)))
 
 
-def read_image(path: str) -> np.ndarray:
-    """An image file as BGR ``uint8`` ``[H, W, 3]`` (grey and alpha images too).
-
-    Raises:
-        ValueError: the file cannot be read or decoded as an image.
-    """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise ValueError(f'cannot be read: {err.strerror or err}') from err
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError('not a readable image (empty, corrupt or of an unknown format)')
-    return image
-
-
 def iter_items(inputs: Inputs) -> Iterator[Item]:
     """The images of :func:`list_inputs` one by one; a video's frames are decoded only when
     loaded (skipped frames are only demultiplexed)."""
     for name, path in inputs.images:
-        yield Item(name, path, lambda path=path: read_image(path))
+        yield Item(name, path, lambda path=path: read_image(path, 'bgr'))
     if inputs.video is None:
         return
     capture = cv2.VideoCapture(inputs.video)
@@ -314,9 +299,10 @@ def segment_inputs(predictor: Predictor, inputs: Inputs, out_dir: str, *,
                 continue
             try:
                 image = item.load()
-            except ValueError as err:
-                failed.append((item.source, str(err)))
-                tqdm.write(f'{item.source}: {err}; going on without it')
+            except ValueError as err:  # an ImageError, or a video frame that does not decode
+                reason = getattr(err, 'reason', str(err))
+                failed.append((item.source, reason))
+                tqdm.write(f'{item.source}: {reason}; going on without it')
                 bar.update()
                 continue
             pending.setdefault(image.shape, []).append((item, image))

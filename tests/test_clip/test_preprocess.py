@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from denseclip.clip.preprocess import (CLIP_MEAN, CLIP_STD, center_crop, normalize, preprocess,
-                                       read_image_rgb, resize_shortest)
+from denseclip.clip.preprocess import (CLIP_MEAN, CLIP_STD, ImageError, center_crop,
+                                       normalize, preprocess, read_image, read_image_rgb,
+                                       resize_shortest)
 
 
 def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -102,14 +103,25 @@ def test_read_image_rgb(tmp_path):
     np.testing.assert_array_equal(read_image_rgb(tmp_path / 'rgba.png'), image)
 
 
-def test_read_image_rgb_names_a_bad_file(tmp_path):
+@pytest.mark.parametrize('decoder', ['pil', 'cv2'])
+def test_the_one_image_reader_names_a_bad_file(tmp_path, decoder):
     (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
-    with pytest.raises(ValueError, match=r"cannot decode image '.*broken\.jpg'"):
-        read_image_rgb(tmp_path / 'broken.jpg')
+    (tmp_path / 'empty.png').write_bytes(b'')
+    (tmp_path / 'notes.jpg').write_text('not an image at all')
     Image.fromarray(random_image(64, 64)).save(tmp_path / 'whole.png')
     data = (tmp_path / 'whole.png').read_bytes()
     (tmp_path / 'cut.png').write_bytes(data[:len(data) // 2])
-    with pytest.raises(ValueError, match=r"cannot decode image '.*cut\.png'"):
-        read_image_rgb(tmp_path / 'cut.png')
-    with pytest.raises(FileNotFoundError, match='missing.png'):
-        read_image_rgb(tmp_path / 'missing.png')
+    for name, reason in [('broken.jpg', 'not a readable image'), ('cut.png', 'not a readable'),
+                         ('notes.jpg', 'not a readable image'),
+                         ('empty.png', 'the file is empty'), ('missing.png', 'no such file')]:
+        with pytest.raises(ImageError, match=rf'^{tmp_path / name}: .*{reason}') as caught:
+            read_image(tmp_path / name, decoder=decoder)
+        assert caught.value.path == str(tmp_path / name) and reason in caught.value.reason
+
+
+def test_both_decoders_give_the_same_pixels_for_a_png(tmp_path):
+    image = random_image(16, 24)
+    Image.fromarray(image).save(tmp_path / 'rgb.png')
+    np.testing.assert_array_equal(read_image(tmp_path / 'rgb.png', 'rgb', 'cv2'), image)
+    np.testing.assert_array_equal(read_image(tmp_path / 'rgb.png', 'bgr', 'pil'),
+                                  image[..., ::-1])
