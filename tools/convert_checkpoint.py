@@ -22,6 +22,7 @@ import argparse
 from denseclip.apis import init_model
 from denseclip.clip.convert import convert_clip_file, convert_denseclip_file
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.checks import check_output_file
 from denseclip.engine.cli import run_tool
 
 
@@ -45,6 +46,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    check_output_file(args.dst, 'the output file')
     ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/engine/console.py
     if args.kind == 'clip':
         report = convert_clip_file(args.src, args.dst)

@@ -15,14 +15,13 @@ A zero-shot config (configs/zero_shot/) takes the CLIP archive as CHECKPOINT and
 every pixel by text, so --classes sets the classes of the prediction panel too.
 """
 import argparse
-import os
-import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 
 from denseclip.apis import demo_picture, init_model, save_picture
+from denseclip.clip.preprocess import read_image
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.checks import check_output_file
 from denseclip.engine.cli import class_list, run_tool
 
 
@@ -69,16 +68,14 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    check_output_file(args.out, '--out')
+    image = read_image(args.image, 'bgr')  # the one reader: a bad file is named
     ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/engine/console.py
     model = init_model(args.config, args.checkpoint, device=args.device,
                        cfg_options=args.cfg_options)
-    try:
-        picture, boxes, _ = demo_picture(
-            model, args.image, score_classes=args.score_maps, class_names=args.classes,
-            opacity=args.opacity, scale=args.scale, softmax=args.softmax)
-    except ValueError as err:  # unknown or too long names
-        sys.exit(f'error: {err}')
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    picture, boxes, _ = demo_picture(
+        model, image, score_classes=args.score_maps, class_names=args.classes,
+        opacity=args.opacity, scale=args.scale, softmax=args.softmax)
     save_picture(picture, args.out)
     print(f'wrote {args.out}: {picture.shape[1]}x{picture.shape[0]} pixels, input + '
           f'prediction + {len(boxes) - 2} score map(s), each panel '

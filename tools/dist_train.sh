@@ -14,6 +14,8 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
+# shellcheck source=tools/check_port.sh
+source "$(dirname "$0")/check_port.sh"
 export PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \

@@ -22,6 +22,7 @@ from mmengine.config import DictAction
 with contextlib.redirect_stdout(sys.stderr):  # mmseg prints import notes on stdout
     from denseclip.deploy.export import export_checkpoint
     from denseclip.engine import ignore_known_warnings
+    from denseclip.engine.checks import check_output_file
     from denseclip.engine.cli import run_tool
 
 
@@ -45,6 +46,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    check_output_file(args.out, '--out')  # before a minutes-long export
     ignore_known_warnings()
     with contextlib.redirect_stdout(sys.stderr):
         result = export_checkpoint(args.config, args.checkpoint, args.out, args.shape,

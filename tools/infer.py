@@ -20,13 +20,13 @@ the file, CONFIG and CHECKPOINT are only recorded in the JSON files.
 """
 import argparse
 import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 
 from denseclip.deploy.folder import list_inputs, segment_inputs
 from denseclip.deploy.predictors import ort_predictor, torch_predictor
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.checks import check_writable
 from denseclip.engine.cli import class_list, run_tool
 
 
@@ -78,15 +78,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     ignore_known_warnings()  # harmless mmcv/mmseg warnings, see denseclip/engine/console.py
-    try:
-        inputs = list_inputs(args.input, exclude=args.out)
-        if args.backend == 'torch':
-            predictor = torch_predictor(args.config, args.checkpoint, args.device, args.classes,
-                                        args.cfg_options, args.batch_size)
-        else:
-            predictor = ort_predictor(args.onnx)
-    except (ImportError, OSError, ValueError, RuntimeError) as err:  # CheckpointError: Runtime
-        sys.exit(f'error: {err}')
+    inputs = list_inputs(args.input, exclude=args.out)
+    check_writable(args.out, '--out')
+    if args.backend == 'torch':
+        predictor = torch_predictor(args.config, args.checkpoint, args.device, args.classes,
+                                    args.cfg_options, args.batch_size)
+    else:
+        predictor = ort_predictor(args.onnx)
     info = dict(config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
                 backend=args.backend)
     if args.onnx:

@@ -17,6 +17,7 @@ from denseclip.apis.inference import load_clip_archive, takes_clip_archive
 from denseclip.engine import KnownLogRecords, ignore_known_warnings
 from denseclip.engine.config import prepare_config
 from denseclip.engine.device import warn_if_bf16_emulated
+from denseclip.engine.checks import check_writable
 from denseclip.engine.cli import run_tool
 
 
@@ -87,11 +88,15 @@ def main() -> dict:
     cfg.load_from = None if clip_archive else args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
+    if args.show_dir:
+        check_writable(cfg.visualizer.save_dir, '--show-dir')
+        print(f'pictures of the predictions go to {cfg.visualizer.save_dir}/vis_data/vis_image')
     if args.amp:
         cfg.test_cfg.fp16 = True  # mmengine's TestLoop runs the model under autocast
         if not torch.cuda.is_available():  # CUDA autocasts to fp16; a CPU to bfloat16
             warn_if_bf16_emulated('cpu', '--amp')
     if args.out is not None:
+        check_writable(args.out, '--out')
         cfg.test_evaluator.output_dir = args.out
         cfg.test_evaluator.keep_results = True
 

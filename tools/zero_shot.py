@@ -28,6 +28,7 @@ from denseclip.clip import (PHOTO_TEMPLATES, ZeroShotClassifier, build_model, re
                             read_templates)
 from denseclip.clip.zero_shot import accuracy_summary, embed_images, image_folder, read_class_names
 from denseclip.engine import ignore_known_warnings
+from denseclip.engine.checks import check_writable
 from denseclip.engine.cli import class_list, run_tool
 
 
@@ -102,6 +103,8 @@ def report_folder(summary: dict, out_dir: str) -> None:
 
 def main() -> int:
     args = parse_args()
+    if args.folder:
+        check_writable(args.out_dir, '--out-dir')
     ignore_known_warnings()
     try:
         classes = read_class_names(args.classes_file) if args.classes_file else None

@@ -31,23 +31,37 @@ def _fsync_dir(dirname: str) -> None:
         os.close(fd)
 
 
+class WriteError(OSError):
+    """A file could not be written (disk full, permission denied, ...); the message names it
+    and says that what was there before is unchanged."""
+
+
 def atomic_write(path: Union[str, Path], data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that readers never see a partial file."""
+    """Writes ``data`` to ``path`` so that readers never see a partial file.
+
+    Raises:
+        WriteError: the folder cannot be created or the file written (its ``errno`` is the
+            operating system's); ``path`` keeps its previous contents, if it had any.
+    """
     path = os.fspath(path)
     dirname = osp.dirname(osp.abspath(path))
-    os.makedirs(dirname, exist_ok=True)
     tmp = osp.join(dirname, f'.{osp.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}'
                    f'{PARTIAL_SUFFIX}')
     try:
+        os.makedirs(dirname, exist_ok=True)
         with open(tmp, 'xb') as f:  # honours the umask, unlike tempfile.mkstemp (0600)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as err:
+        kept = ('its previous contents are unchanged' if osp.exists(path) else
+                'nothing was written')
+        raise WriteError(err.errno, f'cannot write {path} ({err.strerror or err}); {kept}. '
+                         'Free space or fix the permissions, then run again') from err
+    finally:
         if osp.exists(tmp):
             os.remove(tmp)
-        raise
     _fsync_dir(dirname)
 
 

@@ -211,3 +211,14 @@ def check_writable(folder: str, what: str) -> None:
     finally:
         if osp.exists(probe):
             os.remove(probe)
+
+
+def check_output_file(path: str, what: str) -> None:
+    """A file a tool will write: not a folder, and its folder writable (:func:`check_writable`).
+
+    Raises:
+        ConfigError: naming ``what`` (the option, ``'--out'``), the path and the reason.
+    """
+    if osp.isdir(path):
+        raise ConfigError(f'{what} {path!r} is a folder; give the path of a file to write')
+    check_writable(osp.dirname(osp.abspath(path)), f'{what} {path!r}')
