@@ -27,6 +27,7 @@ setup(
         # open_clip's models as DenseCLIP towers (configs/open_clip/); open_clip imports
         # torchvision, so install the torchvision that matches your torch first
         'open_clip': ['open_clip_torch==3.3.0', 'timm==1.0.31'],
-        'tests': ['pytest'],
+        # hypothesis: the generated bad inputs of tests/test_engine/test_generated_faults.py
+        'tests': ['pytest', 'hypothesis>=6.100'],
     },
 )

@@ -1,7 +1,7 @@
 """The one check of class names, wherever they enter: a config's ``model.class_names``, a
 dataset's ``metainfo.classes``, a ``--classes`` option, a file of names."""
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 
 def _canonical(name: str) -> str:
@@ -10,7 +10,8 @@ def _canonical(name: str) -> str:
     return ' '.join(name.split()).lower()
 
 
-def check_class_names(names: Any, source: str) -> list[str]:
+def check_class_names(names: Any, source: str,
+                      places: Optional[Sequence[str]] = None) -> list[str]:
     """Class names as a list, refused unless every name is a non-empty string and no two are
     the same name.
 
@@ -24,6 +25,8 @@ def check_class_names(names: Any, source: str) -> list[str]:
         names: A sequence of names.
         source: Where they came from, as the error should name it (``'model.class_names'``,
             ``'train_dataloader.dataset.metainfo.classes'``, ``'--classes'``, a file).
+        places: How to name each name's place (``'line 3'``); by default its position,
+            counted from 0.
 
     Returns:
         The names, as a list.
@@ -37,21 +40,23 @@ def check_class_names(names: Any, source: str) -> list[str]:
     names = list(names)
     if not names:
         raise ValueError(f'{source} is empty: at least one class name is needed')
-    bad = [f'{index}: {name!r}' for index, name in enumerate(names)
+    places = list(places) if places is not None else [
+        f'position {index}' for index in range(len(names))]
+    bad = [f'{places[index]}: {name!r}' for index, name in enumerate(names)
            if not isinstance(name, str) or not name.strip()]
     if bad:
-        raise ValueError(f'{source} holds names that are not non-empty strings (position: '
-                         f'value) {", ".join(bad[:5])}')
+        raise ValueError(f'{source} holds names that are not non-empty strings: '
+                         f'{", ".join(bad[:5])}')
     positions: dict[str, list[int]] = {}
     for index, name in enumerate(names):
         positions.setdefault(_canonical(name), []).append(index)
     repeated = {name: where for name, where in positions.items() if len(where) > 1}
     if repeated:
-        listed = '; '.join(f'{names[where[0]]!r} at positions {", ".join(map(str, where))}'
-                           for name, where in repeated.items())
+        listed = '; '.join(f'{names[where[0]]!r} at {", ".join(places[i] for i in where)}'
+                           for where in repeated.values())
         raise ValueError(
             f'{source} names a class more than once (CLIP cannot tell the names apart: same '
-            f'words up to case and spaces; positions count from 0): {listed}. Each class needs its own name; give '
+            f'words up to case and spaces): {listed}. Each class needs its own name; give '
             "classes that share a word distinct names (e.g. 'wall (indoor)', 'wall "
             "(outdoor)').")
     return names

@@ -6,7 +6,7 @@ Used by every loading path: CLIP towers, DenseCLIP checkpoints (``load_from``, `
 import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -45,25 +45,35 @@ class StateDictFit:
         mismatched: ``{key: (shape in the state dict, shape in the module)}``.
         num_fitting: Keys present in both with the same shape.
         parts: The top-level names (``backbone``, ...) of the state dict and of the module.
+        retyped: ``{key: (dtype in the state dict, dtype in the module)}`` where one holds
+            floating-point numbers and the other integers or booleans: loading would convert
+            them without a word (weights truncated to integers, counters made fractional).
     """
     missing: list[str]
     unexpected: list[str]
     mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
     num_fitting: int
     parts: tuple[set[str], set[str]]
+    retyped: dict[str, tuple[torch.dtype, torch.dtype]] = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
+        return not (self.missing or self.unexpected or self.mismatched or self.retyped)
 
     def counts(self) -> str:
         plural = '' if len(self.mismatched) == 1 else 'es'
-        return (f'{len(self.mismatched)} shape mismatch{plural}, {len(self.missing)} missing and '
-                f'{len(self.unexpected)} unexpected keys')
+        retyped = (f'{len(self.retyped)} of another kind of number (integer vs floating '
+                   'point), ' if self.retyped else '')
+        return (f'{retyped}{len(self.mismatched)} shape mismatch{plural}, {len(self.missing)} '
+                f'missing and {len(self.unexpected)} unexpected keys')
 
     def details(self) -> list[str]:
         """The first few keys of each kind, one line each."""
         lines = []
+        if self.retyped:
+            lines.append('kind of number: ' + _listed([
+                f'{key}: checkpoint {ours} vs model {theirs}'
+                for key, (ours, theirs) in self.retyped.items()]))
         if self.mismatched:
             lines.append('shape mismatch: ' + _listed([
                 f'{key}: checkpoint {ours} vs model {theirs}'
@@ -80,7 +90,10 @@ class StateDictFit:
             clip = any(key.startswith('visual.') for key in self.unexpected)
             return ['it shares no key with the model: it holds the weights of another model' +
                     (' (a CLIP archive: give it as model.pretrained)' if clip else '')]
-        causes, explained = [], set()
+        causes, explained = [], set(self.retyped)
+        if self.retyped:
+            causes.append('tensors hold integers where the model has floating-point numbers (or '
+                          'the reverse): the file was edited or converted wrongly')
         heads = [(trained[0], ours[0]) for key, (trained, ours) in self.mismatched.items()
                  if key.endswith('conv_seg.weight') and trained[0] != ours[0]]
         if heads:
@@ -123,9 +136,10 @@ class StateDictFit:
 
     def summary(self, source: str, target: str) -> str:
         """One line for a partial load: what was loaded, kept as initialised and ignored."""
-        kept = [*self.mismatched, *self.missing]
+        kept = [*self.mismatched, *self.retyped, *self.missing]
         return (f'partial load of {source} into {target}: {self.num_fitting} tensors loaded; '
-                f'{len(self.mismatched)} of another shape and {len(self.missing)} missing keep '
+                f'{len(self.mismatched) + len(self.retyped)} of another shape or kind and '
+                f'{len(self.missing)} missing keep '
                 f'their initial weights ({_listed(kept, 4)}); {len(self.unexpected)} unexpected '
                 'ignored' + (f' ({_listed(self.unexpected, 4)})' if self.unexpected else ''))
 
@@ -135,14 +149,19 @@ def _compare(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Ten
     mismatched = {key: (tuple(value.shape), tuple(own[key].shape))
                   for key, value in state_dict.items()
                   if key in own and value.shape != own[key].shape}
+    retyped = {key: (value.dtype, own[key].dtype) for key, value in state_dict.items()
+               if key in own and key not in mismatched
+               and value.is_floating_point() != own[key].is_floating_point()}
     return StateDictFit(
         missing=[key for key in own if key not in state_dict
                  and not _matches(key, allowed_missing)],
         unexpected=[key for key in state_dict if key not in own
                     and not _matches(key, allowed_unexpected)],
         mismatched=mismatched,
-        num_fitting=sum(key in own and key not in mismatched for key in state_dict),
-        parts=({key.split('.')[0] for key in state_dict}, {key.split('.')[0] for key in own}))
+        num_fitting=sum(key in own and key not in mismatched and key not in retyped
+                        for key in state_dict),
+        parts=({key.split('.')[0] for key in state_dict}, {key.split('.')[0] for key in own}),
+        retyped=retyped)
 
 
 def check_fit(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,

@@ -201,10 +201,12 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'class names file {path!r} does not exist')
     with open(path, encoding='utf-8') as f:
-        names = [line.strip() for line in f if line.strip() and not line.startswith('#')]
-    if not names:
+        lines = [(number, line.strip()) for number, line in enumerate(f, start=1)
+                 if line.strip() and not line.startswith('#')]
+    if not lines:
         raise ValueError(f'class names file {path!r} holds no name (one a line)')
-    return check_class_names(names, f'class names file {path!r}')
+    return check_class_names([name for _, name in lines], f'class names file {path!r}',
+                             [f'line {number}' for number, _ in lines])
 
 
 def image_folder(root: str | os.PathLike, class_names: Sequence[str] | None = None

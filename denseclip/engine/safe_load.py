@@ -183,7 +183,7 @@ def fit_checkpoint(model: nn.Module, checkpoint: dict, source: str,
         own = model.state_dict()
         for key in fit.unexpected:
             del fitted[key]
-        fitted.update((key, own[key]) for key in [*fit.mismatched, *fit.missing])
+        fitted.update((key, own[key]) for key in [*fit.mismatched, *fit.retyped, *fit.missing])
         print_log(fit.summary(source, type(model).__name__), logger='current',
                   level=logging.WARNING)
     if 'state_dict' in checkpoint:

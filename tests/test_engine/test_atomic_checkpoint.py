@@ -11,7 +11,8 @@ import torch
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 
-from denseclip.engine import NonFiniteWeightsError, atomic_io, atomic_write, weights_only_load
+from denseclip.engine import (NonFiniteWeightsError, WorkDirLockHook, atomic_io, atomic_write,
+                              weights_only_load)
 
 
 class Killed(BaseException):
@@ -76,9 +77,17 @@ def test_mmengine_hook_loses_every_checkpoint_in_the_same_situation(tmp_path, ma
 def test_partial_files_of_a_killed_job_are_removed(tmp_path, make_runner):
     partial = tmp_path / '.iter_9.pth.4242.0badc0de.partial'
     partial.write_bytes(b'half a checkpoint')
-    make_runner(tmp_path, max_iters=1).train()
+    make_runner(tmp_path, max_iters=1, hooks=[WorkDirLockHook()]).train()
     assert not partial.exists()
     assert (tmp_path / 'iter_1.pth').is_file()
+
+
+def test_partial_files_stay_unless_this_run_holds_the_work_dir(tmp_path, make_runner):
+    """Without the work dir's lock a live run may be writing them: they are left alone."""
+    partial = tmp_path / '.iter_9.pth.4242.0badc0de.partial'
+    partial.write_bytes(b'another run is writing this')
+    make_runner(tmp_path, max_iters=1).train()
+    assert partial.read_bytes() == b'another run is writing this'
 
 
 class PoisonWeights(Hook):

@@ -33,7 +33,7 @@ def test_num_classes_disagreeing_with_class_names(denseclip_cfg):
 @pytest.mark.parametrize('names, error, message', [
     ([], ValueError, r'model\.class_names is empty'),
     (None, ValueError, r'model\.class_names is not set'),
-    ('wall', TypeError, r"model\.class_names must be a list of names, got the string 'wall'"),
+    ('wall', TypeError, r"model\.class_names must be a list of class names, got 'wall'"),
 ])
 def test_missing_or_malformed_class_names(denseclip_cfg, names, error, message):
     with pytest.raises(error, match=message):

@@ -159,7 +159,7 @@ def test_train_partial_load_is_opt_in_and_says_what_it_skipped(
     source = torch.load(eight_classes, weights_only=True)['state_dict']
     assert summary.group(1) == (
         f"partial load of checkpoint '{eight_classes}' into DenseCLIP: {len(source) - 3} tensors "
-        'loaded; 3 of another shape and 0 missing keep their initial weights '
+        'loaded; 3 of another shape or kind and 0 missing keep their initial weights '
         f'({", ".join(CLASS_KEYS)}); 0 unexpected ignored')
     assert 'size mismatch' not in proc.output and 'Iter(train) [1/1]' in proc.output
 
@@ -268,5 +268,5 @@ def test_parts_absent_on_either_side_are_named():
     fit = check_fit(model, state_dict, "checkpoint 'x.pth'", partial=True)
     assert fit.summary("checkpoint 'x.pth'", 'ModuleDict') == (
         "partial load of checkpoint 'x.pth' into ModuleDict: 2 tensors loaded; 0 of another "
-        'shape and 2 missing keep their initial weights (auxiliary_head.weight, '
+        'shape or kind and 2 missing keep their initial weights (auxiliary_head.weight, '
         'auxiliary_head.bias); 1 unexpected ignored (identity_head.weight)')

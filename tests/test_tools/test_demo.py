@@ -90,10 +90,11 @@ def test_demo_open_vocabulary(quickstart_checkpoint, image_path, tmp_path):
     assert picture.shape[1] == 5 * (WIDTH + 2 * PAD)  # every queried name is drawn
 
 
-def test_demo_refuses_unknown_names(quickstart_checkpoint, image_path, tmp_path):
-    with pytest.raises(SystemExit, match='grass'):
+def test_demo_refuses_unknown_names(quickstart_checkpoint, image_path, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         run_demo(str(image_path), str(CONFIG), str(quickstart_checkpoint), '--out',
                  str(tmp_path / 'x.png'), '--score-maps', 'grass')
+    assert exit_.value.code == 1 and 'grass' in capsys.readouterr().err
 
 
 def test_classes_change_score_maps_not_the_decoder(quickstart_model, image_path):

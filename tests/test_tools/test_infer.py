@@ -158,7 +158,7 @@ def test_an_empty_folder_is_a_clear_error(capsys, quickstart_checkpoint, tmp_pat
                              tmp_path / 'out')
     assert code == 1
     assert output.endswith(f'error: {tmp_path / "in"}: no image files (.jpg, .jpeg, .png, '
-                           '.bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm) in this folder or below')
+                           '.bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm) in this folder or below\n')
 
 
 @pytest.fixture(scope='module')
