@@ -43,7 +43,7 @@ def _number_checks(cfg: Mapping) -> Iterator[tuple[str, Any, str]]:
             yield (f'train_cfg.{name}', train[name],
                    'an integer >= 0' if name == 'val_begin' else 'an integer >= 1')
     hooks = cfg.get('default_hooks') or {}
-    if (hooks.get('logger') or {}).get('interval') is not None:
+    if 'interval' in (hooks.get('logger') or {}):
         yield 'default_hooks.logger.interval', hooks['logger']['interval'], 'an integer >= 1'
     checkpoint = hooks.get('checkpoint') or {}
     if checkpoint.get('interval', -1) != -1:
