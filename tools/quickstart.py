@@ -116,6 +116,8 @@ def main() -> None:
     print(f'  data:                {data_dir}')
     print(f'  config:              {CONFIG}')
     print(f'  checkpoint:          {checkpoint}')
+    print(f'  seed:                {cfg.randomness.seed} (randomness.seed; same seed, machine and '
+          'threads: same numbers)')
     print(f'  mIoU untrained:      {miou_untrained:6.2f}')
     print(f'  mIoU single-scale:   {miou_ss:6.2f}')
     print(f'  mIoU multi-scale+flip: {miou_ms:6.2f}')

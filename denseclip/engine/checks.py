@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
 from mmengine.registry import DefaultScope, Registry
-from mmseg.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
+from mmseg.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS,
+                            OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS, VISUALIZERS)
 from torch import nn
 
 #: The data loaders of a run, as mmengine names them.
@@ -126,13 +127,22 @@ def _lookup(registry: Registry, kind: Any) -> Optional[type]:
     return found if isinstance(found, type) else None
 
 
+#: Registries of the dicts under these keys, whatever the registry of their parent.
+CHILD_REGISTRIES = dict(pipeline=TRANSFORMS, optimizer=OPTIMIZERS, sampler=DATA_SAMPLERS,
+                        vis_backends=VISBACKENDS, dataset=DATASETS)
+#: Keys that the builder of a registry takes out of a dict before calling the constructor.
+BUILDER_KEYS = {OPTIM_WRAPPERS: {'constructor', 'paramwise_cfg'},
+                PARAM_SCHEDULERS: {'convert_to_iter_based'}}
+
+
 def _typed_dicts(node: Any, key: str, registry: Registry) -> Iterator[tuple[str, Mapping,
                                                                                Registry]]:
     """Every dict with a ``type`` under ``node`` with its key and the registry that builds it.
 
     ``*_cfg`` dicts are left out: helpers consume them, not a constructor (``norm_cfg``'s
     ``requires_grad`` is ``build_norm_layer``'s), and ``init_cfg`` belongs to another registry.
-    Datasets' ``pipeline`` entries are transforms and their ``dataset`` entries datasets.
+    Datasets' ``pipeline`` entries are transforms, an optimiser wrapper's ``optimizer`` an
+    optimiser, and so on (:data:`CHILD_REGISTRIES`); inside the model everything is a model.
     """
     if isinstance(node, Mapping):
         if 'type' in node:
@@ -140,8 +150,7 @@ def _typed_dicts(node: Any, key: str, registry: Registry) -> Iterator[tuple[str,
         for name, value in node.items():
             if name == 'type' or name.endswith('_cfg'):
                 continue
-            child = TRANSFORMS if name == 'pipeline' else (
-                DATASETS if name == 'dataset' and registry is DATASETS else registry)
+            child = registry if registry is MODELS else CHILD_REGISTRIES.get(name, registry)
             yield from _typed_dicts(value, f'{key}.{name}', child)
     elif isinstance(node, (list, tuple)):
         for index, value in enumerate(node):
@@ -149,11 +158,16 @@ def _typed_dicts(node: Any, key: str, registry: Registry) -> Iterator[tuple[str,
 
 
 def _config_roots(cfg: Mapping) -> Iterator[tuple[str, Any, Registry]]:
+    """The parts of a config that the runner builds from registries, with their registry."""
     yield 'model', cfg.get('model'), MODELS
     for key in LOADERS:
-        yield f'{key}.dataset', (cfg.get(key) or {}).get('dataset'), DATASETS
-    yield 'default_hooks', cfg.get('default_hooks'), HOOKS
-    yield 'custom_hooks', cfg.get('custom_hooks'), HOOKS
+        yield key, cfg.get(key), DATASETS
+    for key, registry in (('default_hooks', HOOKS), ('custom_hooks', HOOKS),
+                          ('train_cfg', LOOPS), ('val_cfg', LOOPS), ('test_cfg', LOOPS),
+                          ('optim_wrapper', OPTIM_WRAPPERS), ('param_scheduler', PARAM_SCHEDULERS),
+                          ('val_evaluator', METRICS), ('test_evaluator', METRICS),
+                          ('visualizer', VISUALIZERS)):
+        yield key, cfg.get(key), registry
 
 
 def check_keywords(cfg: Mapping) -> None:
@@ -176,7 +190,7 @@ def check_keywords(cfg: Mapping) -> None:
                 if accepted is None:
                     continue
                 unknown = [name for name in typed if name not in accepted
-                           and name not in ('type', '_scope_')]
+                           and name not in ('type', '_scope_', *BUILDER_KEYS.get(reg, ()))]
                 if unknown:
                     close = difflib.get_close_matches(unknown[0], sorted(accepted), n=2)
                     guess = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
