@@ -29,6 +29,7 @@ from denseclip.clip import (PHOTO_TEMPLATES, ZeroShotClassifier, build_model, re
 from denseclip.clip.zero_shot import accuracy_summary, embed_images, image_folder, read_class_names
 from denseclip.engine import ignore_known_warnings
 from denseclip.engine.checks import check_writable
+from denseclip.engine.device import check_device
 from denseclip.engine.cli import class_list, run_tool
 
 
@@ -103,6 +104,7 @@ def report_folder(summary: dict, out_dir: str) -> None:
 
 def main() -> int:
     args = parse_args()
+    check_device(args.device)
     if args.folder:
         check_writable(args.out_dir, '--out-dir')
     ignore_known_warnings()

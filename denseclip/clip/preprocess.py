@@ -114,7 +114,8 @@ def read_image(path: str | os.PathLike, channel_order: str = 'rgb',
         raise ValueError(f'channel_order must be rgb or bgr and decoder cv2 or pil, got '
                          f'{channel_order!r}, {decoder!r}')
     if not os.path.isfile(path):
-        raise ImageError(path, 'cannot be read: no such file')
+        raise ImageError(path, 'cannot be read: ' + (
+            'it is a folder, not an image' if os.path.isdir(path) else 'no such file'))
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:

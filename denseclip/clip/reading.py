@@ -231,6 +231,9 @@ def read_checkpoint(file: str | os.PathLike | BinaryIO, map_location: Any = 'cpu
     path = None
     if isinstance(file, (str, os.PathLike)):
         path = os.path.expanduser(os.fspath(file))
+        if os.path.isdir(path):
+            raise CheckpointError(f'checkpoint {path!r} is a folder; give the checkpoint file in '
+                                  'it (e.g. iter_80000.pth)')
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f'checkpoint file {path!r} does not exist. {missing_hint}'.rstrip())

@@ -200,9 +200,13 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'class names file {path!r} does not exist')
-    with open(path, encoding='utf-8') as f:
-        lines = [(number, line.strip()) for number, line in enumerate(f, start=1)
-                 if line.strip() and not line.startswith('#')]
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = [(number, line.strip()) for number, line in enumerate(f, start=1)
+                     if line.strip() and not line.startswith('#')]
+    except UnicodeDecodeError as err:
+        raise ValueError(f'class names file {path!r} is not UTF-8 text ({err.reason} at byte '
+                         f'{err.start})') from None
     if not lines:
         raise ValueError(f'class names file {path!r} holds no name (one a line)')
     return check_class_names([name for _, name in lines], f'class names file {path!r}',

@@ -14,10 +14,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
+from mmengine.config import Config
 from mmengine.registry import DefaultScope, Registry
+from mmengine.runner import Runner
 from mmseg.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS,
                             OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS, VISUALIZERS)
 from torch import nn
+from torch.utils.data import DataLoader
 
 #: The data loaders of a run, as mmengine names them.
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -84,6 +87,49 @@ def check_numbers(cfg: Mapping) -> None:
     if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool)
                            or not math.isfinite(lr) or lr < 0):
         raise ConfigError(f'optim_wrapper.optimizer.lr={lr!r}: expected a finite number >= 0')
+
+
+# ----------------------------------------------------------------------------- the file and keys
+def read_config(path: str | os.PathLike) -> Config:
+    """``Config.fromfile``, with a missing path or a folder named as such.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+    """
+    path = os.fspath(path)
+    if not osp.isfile(path):
+        what = 'is a folder, not a config file' if osp.isdir(path) else 'does not exist'
+        raise FileNotFoundError(f'config file {path!r} {what} (configs/ holds the configs of '
+                                'this project)')
+    return Config.fromfile(path)
+
+
+#: Top-level keys that mmengine's runner reads besides those of a config file.
+RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {'self'} | {
+    'runner_type', 'cfg', 'launcher', 'work_dir', 'resume', 'load_from', 'tta_model',
+    'tta_pipeline', 'compile', 'sync_bn', 'model_wrapper_cfg', 'find_unused_parameters',
+    'strategy', 'custom_imports'}
+#: What a data-loader dict may hold: torch's ``DataLoader`` arguments, and what mmengine's
+#: ``build_dataloader`` takes out first.
+LOADER_KEYS = frozenset(inspect.signature(DataLoader.__init__).parameters) - {'self'} | {
+    'num_batch_per_epoch'}
+
+
+def check_option_keys(cfg: Mapping, options: Mapping) -> None:
+    """Every ``--cfg-options`` key starts with a key the config has or the runner reads:
+    ``trian_cfg.max_iters=10`` would otherwise add a key that nothing reads.
+
+    Raises:
+        ConfigError: naming the option, and the closest key.
+    """
+    known = set(cfg.keys()) | RUNNER_KEYS
+    for option in options:
+        top = option.split('.', 1)[0]
+        if top not in known:
+            close = difflib.get_close_matches(top, sorted(known), n=2)
+            guess = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
+            raise ConfigError(f'--cfg-options {option}: the config has no key {top!r} and the '
+                              f'runner reads none{guess}')
 
 
 # ----------------------------------------------------------------------------- keywords
@@ -182,6 +228,13 @@ def check_keywords(cfg: Mapping) -> None:
         ConfigError: naming the config key of the dict, the argument, the closest accepted
             ones and the class.
     """
+    for loader in LOADERS:
+        unknown = sorted(set(cfg.get(loader) or {}) - LOADER_KEYS)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(LOADER_KEYS), n=2)
+            guess = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
+            raise ConfigError(f'{loader}.{unknown[0]}: a data loader takes no argument '
+                              f'{unknown[0]!r}{guess}')
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmseg'):
         for root, node, registry in _config_roots(cfg):
             for key, typed, reg in _typed_dicts(node, root, registry):

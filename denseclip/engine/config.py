@@ -19,7 +19,9 @@ from torch import nn
 from denseclip.datasets import check_class_names, dataset_class_names, wrap_datasets
 
 from . import safe_load
-from .checks import check_keywords, check_numbers, check_writable
+from .checks import (check_keywords, check_numbers, check_option_keys, check_writable,
+                     read_config)
+from .device import check_device
 from .dist import adapt_cfg_to_cpu, revert_sync_bn_cfg
 from .optim_wrappers import enable_amp
 from .workdir import WorkDirLockHook
@@ -67,8 +69,10 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
 
     In this order:
 
-    1. ``config`` is read (a path) or taken as it is (a config object, changed in place);
-       ``launcher`` is set, then ``cfg_options`` are merged (so they may override it).
+    1. ``device`` must exist on this machine; ``config`` is read (a path, which must exist) or
+       taken as it is (a config object, changed in place); ``launcher`` is set, then
+       ``cfg_options`` are merged (so they may override it), each of whose top-level keys must
+       be one the config or the runner knows.
     2. Safe loading is installed (:func:`denseclip.engine.safe_load.install`): every
        checkpoint this process reads from now on is read ``weights_only``, without mmengine's
        fallback, and refused if it holds NaN or Inf. ``import denseclip`` never does this;
@@ -114,11 +118,13 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
             dataset; a config value is out of range or an argument is unknown
             (:class:`~denseclip.engine.checks.ConfigError`); the work dir is not writable.
     """
-    cfg = (Config.fromfile(os.fspath(config)) if isinstance(config, (str, os.PathLike))
-           else config)
+    if device is not None:
+        check_device(device)
+    cfg = read_config(config) if isinstance(config, (str, os.PathLike)) else config
     if launcher is not None:
         cfg.launcher = launcher
     if cfg_options:
+        check_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     safe_load.install()
     check_numbers(cfg)

@@ -50,3 +50,29 @@ def warn_if_bf16_emulated(device: torch.device | str, what: str) -> bool:
               'tools/benchmark.py CONFIG --kernels); leave it out for speed',
               logger='current', level=logging.WARNING)
     return True
+
+
+def check_device(device: torch.device | str, what: str = '--device') -> None:
+    """Refuses a device this machine does not have, before a model is built on it.
+
+    Args:
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:N'`` (or any name torch knows).
+        what: How the user gave it, for the message.
+
+    Raises:
+        ValueError: the name is not a device, or there is no such CUDA device here.
+    """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{what} {device!r} is not a device name (expected 'cpu', 'cuda' or "
+                         f"'cuda:N'): {err}") from None
+    if device.type != 'cuda':
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(f'{what} {device}: this machine has no CUDA device (or this torch was '
+                         f'built without CUDA: {torch.__version__}); use {what} cpu')
+    if device.index is not None and device.index >= count:
+        raise ValueError(f'{what} {device}: this machine has {count} CUDA device(s), '
+                         f'cuda:0 to cuda:{count - 1}')

@@ -51,3 +51,10 @@ def test_the_model_and_the_dataset_name_their_keys():
                    dataset=dict(type='ADE20KDataset', metainfo=dict(classes=['x', 'y', 'x'])))
     with pytest.raises(ValueError, match=r'^val_dataloader\.dataset\.dataset\.metainfo\.classes'):
         dataset_class_names(dataset, 'val_dataloader.dataset')
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / 'names.txt'
+    path.write_bytes(b'cat\n\xff\xfedog\n')
+    with pytest.raises(ValueError, match=r"names\.txt' is not UTF-8 text"):
+        read_class_names(path)

@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from denseclip.engine.checks import (ConfigError, accepted_arguments, check_keywords,
@@ -84,3 +85,29 @@ def test_output_folders_are_checked_before_work(tmp_path):
         check_output_file(str(tmp_path), '--out')
     with pytest.raises(ConfigError, match='work_dir'):
         prepare_config(QUICKSTART, work_dir=str(blocker / 'w'))
+
+
+@pytest.mark.parametrize('option, message', [
+    ({'trian_cfg.max_iters': 3}, "--cfg-options trian_cfg.max_iters: the config has no key "
+                                 "'trian_cfg' and the runner reads none; did you mean 'train_cfg'"),
+    ({'train_dataloader.batchsize': 3}, "train_dataloader.batchsize: a data loader takes no "
+                                        "argument 'batchsize'; did you mean 'batch_size'"),
+])
+def test_options_that_nothing_would_read_are_refused(option, message):
+    with pytest.raises(ConfigError, match='^' + re.escape(message)):
+        prepare_config(QUICKSTART, option, device='cpu')
+    prepare_config(QUICKSTART, {'work_dir': 'w', 'randomness.seed': 3}, device='cpu')
+
+
+def test_devices_and_config_files_are_checked_first(tmp_path):
+    from denseclip.engine.device import check_device
+    check_device('cpu')
+    with pytest.raises(ValueError, match="--device 'gpu' is not a device name"):
+        prepare_config(QUICKSTART, device='gpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='--device cuda:0: this machine has no CUDA device'):
+            prepare_config(QUICKSTART, device='cuda:0')
+    with pytest.raises(FileNotFoundError, match=f"config file '{tmp_path}' is a folder"):
+        prepare_config(tmp_path)
+    with pytest.raises(FileNotFoundError, match="config file 'nope.py' does not exist"):
+        prepare_config('nope.py')

@@ -67,6 +67,12 @@ def test_train_misspelled_argument(run_tool, data_options, tmp_path):
     assert not (tmp_path / 'w').exists()  # stopped before the runner wrote anything
 
 
+def test_train_option_that_nothing_reads(run_tool, data_options, tmp_path):
+    proc = run_tool('train.py', QUICKSTART, '--work-dir', tmp_path, *data_options,
+                    'trian_cfg.max_iters=2', cwd=tmp_path)
+    assert_clear_failure(proc, '--cfg-options trian_cfg.max_iters', "did you mean 'train_cfg'")
+
+
 def test_train_batch_size_zero(run_tool, data_options, tmp_path):
     proc = run_tool('train.py', QUICKSTART, '--work-dir', tmp_path, *data_options,
                     'train_dataloader.batch_size=0', cwd=tmp_path)
@@ -194,6 +200,15 @@ def test_demo_with_a_nan_checkpoint_and_repeated_classes(run_tool, image, nan_ch
                     '--classes', 'grass, sky ,Grass', cwd=tmp_path)
     assert proc.returncode == 2  # argparse's status, before anything is loaded
     assert_clear_failure(proc, 'argument --classes', "'grass' at position 0, position 2")
+
+
+def test_demo_on_a_device_this_machine_lacks(run_tool, image, quickstart_checkpoint, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a CUDA device')  # the GPU machines run the rest
+    proc = run_tool('demo.py', image, QUICKSTART, quickstart_checkpoint, '--out',
+                    tmp_path / 'p.png', '--device', 'cuda:0', cwd=tmp_path)
+    assert_clear_failure(proc, '--device cuda:0: this machine has no CUDA device')
+    assert len(proc.output.strip().splitlines()) == 1
 
 
 def test_demo_out_into_an_unwritable_place(run_tool, image, quickstart_checkpoint,
