@@ -24,6 +24,12 @@ def read_key_list(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
     return keys
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: runs tools as subprocesses or full-size models (tens of seconds each); '
+        'the fast tier for a development loop is `bash tools/run_tests.sh -m "not slow"`')
+
+
 @pytest.fixture(scope='session')
 def reference_keys():
     """The reader of the reference key lists, as a fixture (tests are not a package)."""

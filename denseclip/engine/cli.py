@@ -1,5 +1,5 @@
-"""What every tool shares at its edges: one way to end with an error, and the parsing of the
-options that several tools take (``--classes``, ``--seed``).
+"""What every tool shares at its edges: one way to end with an error, and the parsing of an
+option that several tools take (``--classes``).
 
 :func:`run_tool` runs a tool's ``main``: an error ends the process with ``error: MESSAGE`` on
 stderr and exit status 1 (SIGTERM / SIGINT during training: 128 + the signal, as a shell

@@ -45,7 +45,8 @@ def test_a_file_of_names_is_checked_the_same_way(tmp_path):
 def test_the_model_and_the_dataset_name_their_keys():
     from denseclip.datasets import dataset_class_names
     from denseclip.models.derive import class_names_list
-    with pytest.raises(ValueError, match=r"^model\.class_names names .*'a' at position 0, position 1"):
+    with pytest.raises(ValueError,
+                       match=r"^model\.class_names names .*'a' at position 0, position 1"):
         class_names_list(['a', 'a'])
     dataset = dict(type='RepeatDataset', times=2,
                    dataset=dict(type='ADE20KDataset', metainfo=dict(classes=['x', 'y', 'x'])))

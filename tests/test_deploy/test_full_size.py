@@ -12,7 +12,7 @@ from denseclip.deploy.ort import OrtSegmentor
 from denseclip.engine.config import build_segmentor, prepare_config
 
 RN50 = 'configs/denseclip/denseclip_r50_fpn_8xb4-80k_ade20k-512x512.py'
-pytestmark = pytest.mark.usefixtures('single_thread')
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('single_thread')]
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -3,7 +3,7 @@ under a fixed seed, each held to the contract of docs/robustness.md: a clear err
 the config key or the file, or a correct run — never a library's traceback, never a silent
 change.
 
-The budget is small by default (60 to 200 examples a test, about 25 s on 2 cores);
+The budget is small by default (40 to 200 examples a test, about 20 s on 2 cores);
 ``DENSECLIP_FUZZ_EXAMPLES=1000`` runs that many of each. The draws are derandomised: the same
 examples every run, so that CI is repeatable.
 """
@@ -173,7 +173,7 @@ LABELS = ['value', 'size', 'rgb', 'uint16', 'palette']
 ADE20K_CLASSES = 150
 
 
-@budget(60)
+@budget(40)
 @given(kind=st.sampled_from(LABELS), value=st.integers(9, 254))
 def test_a_mutated_label_map_is_refused_naming_it_or_loads_exactly(dataset_root, kind, value):
     annotation = next((dataset_root / 'annotations' / 'validation').glob('*.png'))

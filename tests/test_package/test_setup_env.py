@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def source_setup(venv: Path, torch_spec: str) -> subprocess.CompletedProcess:
-    script = f'set -euo pipefail\nsource tools/setup_env.sh\necho "reached the command"\n'
+    script = 'set -euo pipefail\nsource tools/setup_env.sh\necho "reached the command"\n'
     return subprocess.run(['bash', '-c', script], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={'PATH': '/usr/bin:/bin:/usr/local/bin',
                                             'VENV': str(venv), 'TORCH_SPEC': torch_spec})

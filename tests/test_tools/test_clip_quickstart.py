@@ -5,6 +5,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # tools as subprocesses: tens of seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 #: The table's rows: a label, then the chance, untrained and trained numbers.
 ROW = r'\s+{}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\n'

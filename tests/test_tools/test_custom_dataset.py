@@ -27,6 +27,8 @@ from mmseg.utils import register_all_modules
 from denseclip.datasets import scan_loaders
 from denseclip.engine.config import fill_class_names
 
+pytestmark = pytest.mark.slow  # tools as subprocesses: tens of seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / 'docs/custom_dataset.md'
 FENCE = re.compile(r'^```(\w+)\n(.*?)^```$', re.S | re.M)

@@ -27,6 +27,8 @@ from mmengine.config import Config
 from denseclip.datasets import generate_synthetic_ade20k
 from denseclip.engine import adapt_cfg_to_cpu
 
+pytestmark = pytest.mark.slow  # tools as subprocesses: tens of seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
 BOUND = 150  # seconds: start-up (~10 s per process on 2 busy cores) plus the failure handling

@@ -19,31 +19,52 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from denseclip.datasets import generate_synthetic_ade20k
 
+pytestmark = pytest.mark.slow  # tools as subprocesses: tens of seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
 TIMEOUT = 240  # seconds for a run; each takes ~10 s on an idle 2-core machine
-PAUSE_HOOK = '''
+#: A test hook that acts before iteration `iteration` + 1 (after its batch was loaded): it
+#: marks the moment in the file `marker` and pauses for good, or sends `signum` to its own
+#: process (as SLURM would before a time limit).
+AT_ITER_HOOK = '''
 import os, time
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 
 @HOOKS.register_module()
-class PauseAtIterHook(Hook):
-    """Blocks before iteration `iteration` + 1 (after its batch was loaded), marking the pause."""
+class AtIterHook(Hook):
 
-    def __init__(self, iteration, marker):
-        self.iteration, self.marker = iteration, marker
+    def __init__(self, iteration, marker=None, signum=None):
+        self.iteration, self.marker, self.signum = iteration, marker, signum
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if runner.iter == self.iteration:
+        if runner.iter != self.iteration:
+            return
+        if self.signum is not None:
+            os.kill(os.getpid(), self.signum)
+        else:
             open(self.marker, 'w').close()
             time.sleep(3600)
 '''
+
+
+def hooked_config(tmp_path: Path, name: str, **hook) -> Path:
+    """The quickstart config with :data:`AT_ITER_HOOK` added."""
+    (tmp_path / 'at_iter_hook.py').write_text(AT_ITER_HOOK)
+    arguments = ', '.join(f'{key}={value!r}' for key, value in hook.items())
+    config = tmp_path / f'{name}.py'
+    config.write_text(
+        f'_base_ = [{str(QUICKSTART)!r}]\n'
+        "custom_imports = dict(imports=['denseclip', 'at_iter_hook'], allow_failed_imports=False)\n"
+        f"custom_hooks = [dict(type='AtIterHook', {arguments})]\n")
+    return config
 
 
 def train(config: Path, work_dir: Path, options: list, cwd: Path) -> subprocess.Popen:
@@ -84,12 +105,7 @@ def test_sigkill_and_resume_matches_the_uninterrupted_run(tmp_path):
     data = generate_synthetic_ade20k(tmp_path / 'data', num_classes=8, num_train=16, num_val=4,
                                      image_size=64, seed=0)
     marker = tmp_path / 'paused'
-    (tmp_path / 'pause_hook.py').write_text(PAUSE_HOOK)
-    pausing = tmp_path / 'pausing.py'
-    pausing.write_text(
-        f'_base_ = [{str(QUICKSTART)!r}]\n'
-        "custom_imports = dict(imports=['denseclip', 'pause_hook'], allow_failed_imports=False)\n"
-        f"custom_hooks = [dict(type='PauseAtIterHook', iteration=4, marker={str(marker)!r})]\n")
+    pausing = hooked_config(tmp_path, 'pausing', iteration=4, marker=str(marker))
     options = ['--cfg-options'] + [
         f'{split}_dataloader.dataset.data_root={data}' for split in ('train', 'val', 'test')
     ] + ['train_cfg.max_iters=6', 'train_cfg.val_interval=3',
@@ -127,37 +143,13 @@ def test_sigkill_and_resume_matches_the_uninterrupted_run(tmp_path):
     assert (resumed / 'last_checkpoint').read_text() == str(resumed / 'iter_6.pth')
 
 
-SIGNAL_HOOK = '''
-import os, signal
-from mmengine.hooks import Hook
-from mmseg.registry import HOOKS
-
-
-@HOOKS.register_module()
-class SignalAtIterHook(Hook):
-    """Sends `signum` to its own process before iteration `iteration` + 1, as SLURM would."""
-
-    def __init__(self, iteration, signum):
-        self.iteration, self.signum = iteration, signum
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if runner.iter == self.iteration:
-            os.kill(os.getpid(), self.signum)
-'''
-
-
 def test_sigterm_saves_a_checkpoint_and_resuming_from_it_matches(tmp_path):
     """SIGTERM during iteration 5 of 6: that iteration finishes, ``iter_5.pth`` is written
     (between the periodic ones at 3 and 6), the tool exits with 128 + 15 and names the resume
     command; the resumed run's ``iter_6.pth`` equals an uninterrupted run's, bit for bit."""
     data = generate_synthetic_ade20k(tmp_path / 'data', num_classes=8, num_train=16, num_val=4,
                                      image_size=64, seed=0)
-    (tmp_path / 'signal_hook.py').write_text(SIGNAL_HOOK)
-    signalled = tmp_path / 'signalled.py'
-    signalled.write_text(
-        f'_base_ = [{str(QUICKSTART)!r}]\n'
-        "custom_imports = dict(imports=['denseclip', 'signal_hook'], allow_failed_imports=False)\n"
-        f"custom_hooks = [dict(type='SignalAtIterHook', iteration=4, signum={signal.SIGTERM})]\n")
+    signalled = hooked_config(tmp_path, 'signalled', iteration=4, signum=int(signal.SIGTERM))
     options = ['--cfg-options'] + [
         f'{split}_dataloader.dataset.data_root={data}' for split in ('train', 'val', 'test')
     ] + ['train_cfg.max_iters=6', 'train_cfg.val_interval=3',

@@ -6,6 +6,10 @@ through and score every pixel (tests/test_models/test_clip_backbones.py checks t
 """
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # tools as subprocesses: tens of seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / 'configs/quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'
 CONFIG = f"""

@@ -6,11 +6,9 @@ import threading
 from typing import Optional
 
 import torch
-from mmengine.dist import all_reduce, get_dist_info
-from mmengine.logging import print_log
-
-from mmengine.dist import is_main_process
+from mmengine.dist import all_reduce, get_dist_info, is_main_process
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
 from mmseg.registry import HOOKS
 
 from denseclip.clip.reading import non_finite_tensors
