@@ -12,7 +12,8 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 EXTRAS=${EXTRAS:-onedl,tests,deploy}
 _denseclip_fail() {
     echo "error: setting up $VENV failed at: $1" >&2
-    echo "(nothing was marked as installed: run the same command again to retry, or delete $VENV to start afresh)" >&2
+    echo "(nothing was marked as installed: run the same command again to retry," \
+        "or delete $VENV to start afresh)" >&2
     return 1
 }
 if [ ! -x "$VENV/bin/python" ]; then
