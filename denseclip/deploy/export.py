@@ -56,7 +56,7 @@ def check_exportable(segmentor: nn.Module) -> None:
             f'model.type={type(segmentor).__name__!r} cannot be exported: it has no decode '
             'head, and export takes an mmseg EncoderDecoder with one - DenseCLIP with '
             "prompting='post' or 'none', or a plain EncoderDecoder; segment with the PyTorch "
-            'model instead (tools/infer.py --backend pytorch, tools/test.py)')
+            'model instead (tools/infer.py --backend torch, tools/test.py)')
     folded_class_embeddings(segmentor)
 
 
