@@ -24,7 +24,7 @@ from torch import nn
 from .checkpoint import build_model, infer_clip_config
 from .errors import CheckpointError
 from .fit import check_fit
-from .reading import NUMPY_GLOBALS, read_checkpoint, read_state_dict
+from .reading import RUN_CHECKPOINT_GLOBALS, read_checkpoint, read_state_dict
 
 StateDict = dict[str, torch.Tensor]
 
@@ -65,7 +65,8 @@ class Report:
 
 # ------------------------------------------------------------------------------ files
 def read_released(path: str | os.PathLike, trust: bool = False) -> Any:
-    """Reads a released checkpoint with the project's reader (``weights_only=True``).
+    """Reads a released checkpoint, or one of this project's runs, with the project's reader
+    (``weights_only=True``, with what mmengine's runner writes allowed).
 
     Args:
         path: The checkpoint.
@@ -78,7 +79,8 @@ def read_released(path: str | os.PathLike, trust: bool = False) -> Any:
         CheckpointError: the file is unreadable, or needs ``trust`` and it was not given.
     """
     try:
-        return read_checkpoint(path, allowed_globals=NUMPY_GLOBALS, missing_hint='')
+        # RUN_CHECKPOINT_GLOBALS: this project's own iter_N.pth (message hub, numpy meta) too
+        return read_checkpoint(path, allowed_globals=RUN_CHECKPOINT_GLOBALS, missing_hint='')
     except CheckpointError as err:
         if not str(err).startswith('refusing'):  # damaged, not merely unsafe
             raise
@@ -137,7 +139,7 @@ def _plain(value: Any) -> tuple[bool, Any]:
         items = [_plain(item) for item in value]
         if all(ok for ok, _ in items):
             return True, type(value)(item for _, item in items)
-    if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
+    if isinstance(value, Mapping) and all(isinstance(key, (str, int)) for key in value):
         items = {key: _plain(item) for key, item in value.items()}
         if all(ok for ok, _ in items.values()):
             return True, {key: item for key, (_, item) in items.items()}

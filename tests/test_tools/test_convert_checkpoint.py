@@ -210,3 +210,21 @@ def test_denseclip_tool(denseclip_model, tmp_path, capsys):
     assert 'optimizer (training state)' in output
     assert 'no missing or unexpected keys' in output
     assert os.path.getsize(dst) < os.path.getsize(src)  # the optimizer is gone
+
+
+def test_a_checkpoint_of_this_project_converts_without_trust(denseclip_model, tmp_path):
+    """``iter_N.pth`` as tools/train.py writes it: the message hub's HistoryBuffer, numpy
+    values in meta, and dataset_meta with mmseg's label_map (integer keys)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    metainfo = Config.fromfile(CONFIG).train_dataloader.dataset.metainfo
+    src, dst = tmp_path / 'iter_8.pth', tmp_path / 'converted.pth'
+    torch.save(dict(
+        meta=dict(iter=8, seed=np.int64(0), dataset_meta=dict(
+            classes=tuple(metainfo['classes']), palette=metainfo['palette'],
+            label_map={index: index for index in range(8)}, reduce_zero_label=True)),
+        state_dict=denseclip_model.state_dict(),
+        message_hub=dict(log_scalars={'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])})), src)
+    report = convert_denseclip_file(src, dst, init_model(CONFIG))
+    assert 'class names agree with the config (8 classes)' in report.lines()
+    assert 'message_hub (training state)' in report.dropped
+    assert torch.load(dst, weights_only=True)['meta']['dataset_meta']['label_map'][7] == 7
