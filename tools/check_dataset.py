@@ -16,8 +16,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from denseclip.datasets import check_class_names, scan_loaders
-from denseclip.engine.config import fill_class_names
 from denseclip.engine.cli import run_tool
+from denseclip.engine.config import fill_class_names
+from denseclip.models.derive import check_names_fit
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,10 +55,13 @@ def main() -> int:
     init_default_scope(cfg.get('default_scope', 'mmseg'))
 
     config_problems = []
-    try:  # the class-name steps of prepare_config, listed with the data's problems
+    try:  # the class-name steps of prepare_config and the model, listed with the data's
         fill_class_names(cfg)
         check_class_names(cfg)
-    except (KeyError, ValueError) as err:
+        model = cfg.get('model') or {}
+        if model.get('class_names') and model.get('context_length'):
+            check_names_fit(model['class_names'], model['context_length'])
+    except (KeyError, TypeError, ValueError) as err:
         config_problems.append(f'config: {err}')
     reports = scan_loaders(cfg, args.num_workers, report_progress)
     for report in reports:

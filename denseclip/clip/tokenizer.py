@@ -5,6 +5,11 @@ import torch
 from mmseg.utils.tokenizer import _tokenizer
 
 
+def token_count(text: str) -> int:
+    """How many tokens ``text`` takes, SOS and EOS included (no tensor is made)."""
+    return len(_tokenizer.encode(text)) + 2
+
+
 def tokenize(texts: Union[str, list[str]], context_length: int = 77,
              truncate: bool = False) -> torch.LongTensor:
     """Tokenizes texts as ``[SOS] tokens [EOS]`` padded with zeros to ``context_length``.

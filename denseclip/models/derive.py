@@ -5,12 +5,14 @@ completed copy or raises an error that names the config keys and values involved
 """
 import copy
 import difflib
+from collections.abc import Sequence
 from typing import Optional
 
 from mmseg.registry import MODELS
 from torch import nn
 
 from denseclip.clip import check_class_names
+from denseclip.clip.tokenizer import token_count
 
 
 def check_registered(cfg: Optional[dict], key: str) -> None:
@@ -34,6 +36,23 @@ def class_names_list(class_names) -> list[str]:
             'tools/train.py / tools/test.py (or denseclip.engine.config.fill_class_names), '
             'which take it from the dataset metainfo')
     return check_class_names(class_names, 'model.class_names')
+
+
+def check_names_fit(class_names: Sequence[str], context_length: int,
+                    source: str = 'model.class_names') -> None:
+    """Every class name fits ``model.context_length`` tokens (SOS and EOS included): the check
+    that building DenseCLIP makes, also made by ``tools/check_dataset.py`` before a run.
+
+    Raises:
+        ValueError: naming the names that do not fit, their lengths and the config keys.
+    """
+    lengths = {name: token_count(name) for name in class_names}
+    too_long = {name: length for name, length in lengths.items() if length > context_length}
+    if too_long:
+        raise ValueError(
+            f'{source}: {too_long} (name: tokens with SOS and EOS) do not fit '
+            f'model.context_length={context_length}; shorten those names, or raise '
+            'model.context_length and model.text_encoder.context_length by the same amount')
 
 
 def check_clip_image_tower(backbone: dict, pretrained: str) -> None:

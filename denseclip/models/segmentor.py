@@ -123,19 +123,8 @@ class DenseCLIP(BatchedSlideMixin, EncoderDecoder):
 
     # ----------------------------------------------------------------- construction
     def _tokenize_names(self, context_length: int) -> torch.Tensor:
-        try:
-            return tokenize(self.class_names, context_length)
-        except ValueError:  # name the names and the config keys (the tokenizer knows neither)
-            # EOS has the largest id: its position + 1 is the tokenized length
-            lengths = {name: int(tokenize(name, 77, truncate=True).argmax()) + 1
-                       for name in self.class_names}
-            too_long = {name: length for name, length in lengths.items()
-                        if length > context_length}
-            raise ValueError(
-                f'model.class_names: {too_long} (name: tokens with SOS and EOS) do not fit '
-                f'model.context_length={context_length}; shorten those names, or raise '
-                'model.context_length and model.text_encoder.context_length by the same '
-                'amount') from None
+        derive.check_names_fit(self.class_names, context_length)
+        return tokenize(self.class_names, context_length)
 
     def _build_text_encoder(self, cfg: dict, pretrained: Optional[str]) -> nn.Module:
         """The text encoder, projecting into the backbone's embedding space."""

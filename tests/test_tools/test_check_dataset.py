@@ -153,3 +153,13 @@ def test_a_missing_folder_is_listed_and_the_other_datasets_checked(pristine, tmp
     assert section(proc.stdout, 'test_dataloader.dataset')[-1] == '  problems: none'
     assert proc.stdout.splitlines()[-1] == (f'Checked 3 datasets, {NUM_TRAIN + NUM_VAL} '
                                             'samples: 1 problem (listed above).')
+
+
+def test_class_names_that_training_would_refuse_are_listed(pristine):
+    """The scan makes the model's check too: a name longer than the text context."""
+    names = '[wall,building,sky,floor,tree,ceiling,road,asphaltroadsurfacearea]'  # no spaces
+    proc = check_dataset(pristine, f'model.class_names={names}')  # in --cfg-options
+    assert proc.returncode == 1
+    assert ("config: model.class_names: {'asphaltroadsurfacearea': 9} (name: tokens with SOS "
+            'and EOS) do not fit model.context_length=5') in proc.stdout
+    assert proc.stdout.splitlines()[-1].endswith('1 problem (listed above).')
