@@ -16,6 +16,7 @@ from mmseg.registry import RUNNERS
 
 from denseclip.engine import KnownLogRecords, configure_resume, ignore_known_warnings
 from denseclip.engine.config import prepare_config
+from denseclip.engine.schedulers import scale_schedule
 from denseclip.engine.cli import run_tool
 
 
@@ -36,6 +37,11 @@ def parse_args() -> argparse.Namespace:
         help='fine-tune from load_from even where it does not fit the model (another head or '
         'class count): those weights keep their initial values, and a summary says which. '
         'Without it, a load_from that does not fit exactly is an error')
+    parser.add_argument(
+        '--max-iters', type=int, metavar='N',
+        help='train for N iterations with the whole schedule scaled to them (warm-up, '
+        'scheduler ends, validation, checkpoint and log intervals): a short first run of a '
+        'long recipe')
     parser.add_argument(
         '--seed', type=int,
         help='random seed (default: the config\'s randomness.seed, 0 in every config here); '
@@ -77,6 +83,9 @@ def main() -> None:
     cfg = prepare_config(args.config, options, launcher=args.launcher,
                          work_dir=args.work_dir, amp=args.amp, partial_load=args.partial_load,
                          check_data=True)
+    if args.max_iters is not None:
+        for change in scale_schedule(cfg, args.max_iters):
+            print(f'--max-iters {args.max_iters}: {change}')
     if args.partial_load and not cfg.get('load_from'):
         sys.exit('error: --partial-load needs a checkpoint to fine-tune from: set load_from in '
                  'the config or pass --cfg-options load_from=PATH')

@@ -78,3 +78,71 @@ class WarmupPolyLR(LRSchedulerMixin, _ParamScheduler):
         warmup = self.warmup_factor(step)
         return [warmup * ((base - self.eta_min) * decay + self.eta_min)
                 for base in self.base_values]
+
+
+def scale_schedule(cfg, max_iters: int) -> list[str]:
+    """Shortens (or lengthens) an iteration-based run to ``max_iters``, the whole schedule
+    with it: ``tools/train.py --max-iters N``.
+
+    Every step count of the run is multiplied by ``max_iters / train_cfg.max_iters`` and
+    rounded: the schedulers' ``begin`` / ``end`` (the end of the run stays the end of the
+    run) and ``warmup_iters``, the validation, checkpoint and log intervals (at least 1). A
+    20-iteration smoke run of the 80k recipe thus warms up for 0 iterations instead of
+    keeping the 1 500 of the paper, and logs every iteration.
+
+    Args:
+        cfg: The prepared config, changed in place.
+        max_iters: The new length, ``>= 1``.
+
+    Returns:
+        One ``key: old -> new`` line per changed value.
+
+    Raises:
+        ValueError: ``max_iters < 1``, or the run counts epochs.
+    """
+    if not isinstance(max_iters, int) or max_iters < 1:
+        raise ValueError(f'--max-iters {max_iters!r}: expected an integer >= 1')
+    train = cfg.get('train_cfg') or {}
+    old = train.get('max_iters')
+    if old is None or train.get('by_epoch') or 'max_epochs' in train:
+        raise ValueError('--max-iters scales iteration-based runs; this config sets no '
+                         'train_cfg.max_iters')
+    changes = []
+
+    def scaled(owner: dict, key: str, name: str, at_least: int = 0) -> None:
+        value = owner.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        new = value if value == -1 else max(at_least, round(value * max_iters / old))
+        if value == old and key in ('end', 'max_iters'):
+            new = max_iters  # the end of the run stays the end of the run
+        if new != value:
+            owner[key] = new
+            changes.append(f'{name}: {value} -> {new}')
+
+    if (cfg.get('optim_wrapper') or {}).get('accumulative_counts', 1) > 1:
+        raise ValueError('--max-iters does not rescale a gradient-accumulation schedule (its '
+                         'steps are offset by the accumulation); use the 8-GPU config or set '
+                         'the steps with --cfg-options')
+    schedulers = cfg.get('param_scheduler') or []
+    schedulers = [schedulers] if isinstance(schedulers, dict) else list(schedulers)
+    kept = []
+    for index, scheduler in enumerate(schedulers):
+        if scheduler.get('by_epoch', True) and scheduler.get('type') != 'WarmupPolyLR':
+            raise ValueError(f'--max-iters: param_scheduler[{index}] counts epochs; scale '
+                             'it yourself with --cfg-options')
+        for key in ('begin', 'end', 'warmup_iters'):
+            scaled(scheduler, key, f'param_scheduler[{index}].{key}')
+        if scheduler.get('end', max_iters) <= scheduler.get('begin', 0):
+            changes.append(f'param_scheduler[{index}] ({scheduler.get("type")}): dropped, '
+                           'shorter than one iteration')
+        else:
+            kept.append(scheduler)
+    if schedulers:
+        cfg.param_scheduler = kept
+    scaled(train, 'max_iters', 'train_cfg.max_iters', 1)
+    scaled(train, 'val_interval', 'train_cfg.val_interval', 1)
+    hooks = cfg.get('default_hooks') or {}
+    for hook in ('checkpoint', 'logger'):
+        scaled(hooks.get(hook) or {}, 'interval', f'default_hooks.{hook}.interval', 1)
+    return changes

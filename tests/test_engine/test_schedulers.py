@@ -161,3 +161,28 @@ def test_runner_applies_it_per_group_and_resumes(tmp_path, make_runner):
     runner._load_from = str(tmp_path / 'a' / 'iter_5.pth')
     runner.train()
     np.testing.assert_allclose(np.array(resumed.lrs)[:, [0, 1]], expected[5:], rtol=1e-12)
+
+
+def test_max_iters_scales_the_whole_schedule():
+    """``tools/train.py --max-iters``: the paper's recipe as a 200-iteration run, and the
+    quickstart's two-part schedule as a 4-iteration one (its warm-up becomes empty)."""
+    from mmengine.config import Config
+
+    from denseclip.engine.schedulers import scale_schedule
+    cfg = Config.fromfile(str(CONFIGS / 'denseclip/denseclip_r50_fpn_8xb4-80k_ade20k-512x512.py'))
+    assert scale_schedule(cfg, 200) == [
+        'param_scheduler[0].end: 80000 -> 200', 'param_scheduler[0].warmup_iters: 1500 -> 4',
+        'train_cfg.max_iters: 80000 -> 200', 'train_cfg.val_interval: 8000 -> 20',
+        'default_hooks.checkpoint.interval: 8000 -> 20', 'default_hooks.logger.interval: 50 -> 1']
+    quick = Config.fromfile(
+        str(CONFIGS / 'quickstart/denseclip_tiny-r_fpn_1xb8-1k_synthetic-64x64.py'))
+    changes = scale_schedule(quick, 4)
+    assert 'param_scheduler[0] (LinearLR): dropped, shorter than one iteration' in changes
+    assert [(s['type'], s['begin'], s['end']) for s in quick.param_scheduler] == [
+        ('PolyLR', 0, 4)]
+    accumulated = Config.fromfile(
+        str(CONFIGS / 'denseclip/denseclip_r50_fpn_1xb4x8-80k_ade20k-512x512.py'))
+    with pytest.raises(ValueError, match='gradient-accumulation'):
+        scale_schedule(accumulated, 100)
+    with pytest.raises(ValueError, match='--max-iters 0: expected an integer >= 1'):
+        scale_schedule(cfg, 0)

@@ -197,7 +197,12 @@ def test_train_and_test_with_the_documented_commands(clone):
     classes = classes_of(clone / MAIN_CONFIG)
     train = tiny(command('tools/train.py'))
     work_dir = clone / train[train.index('--work-dir') + 1]
-    run(train + [f'train_cfg.max_iters={TRAIN_ITERS}'], cwd=clone)  # the last value counts
+    train[train.index('--max-iters') + 1] = str(TRAIN_ITERS)
+    output = run(train, cwd=clone)
+    for change in ('param_scheduler[0].end: 80000 -> 2',
+                   'param_scheduler[0].warmup_iters: 1500 -> 0',
+                   'train_cfg.max_iters: 80000 -> 2', 'train_cfg.val_interval: 8000 -> 1'):
+        assert f'--max-iters {TRAIN_ITERS}: {change}' in output
 
     dumped = Config.fromfile(str(work_dir / f'tiny_{Path(MAIN_CONFIG).name}'))
     assert dumped.model.class_names == list(classes)
