@@ -1,7 +1,10 @@
 """Draw what DenseCLIP sees in one image: the predicted classes and pixel-text score maps.
 
-    python tools/demo.py IMAGE CONFIG CHECKPOINT --out OUT.png [--score-maps [CLASS ...]]
+    python tools/demo.py CONFIG CHECKPOINT IMAGE --out OUT.png [--score-maps [CLASS ...]]
         [--classes "a,b,c"] [--opacity 0.5] [--softmax] [--scale 1] [--device cpu]
+
+CONFIG and CHECKPOINT come first, as in every tool (mmseg's order); the old order
+IMAGE CONFIG CHECKPOINT is still understood, with a notice.
 
 OUT.png is one picture of panels side by side, each panel the image's size (times --scale):
 the input; the decoder's prediction over it in the dataset palette with a legend of the
@@ -15,6 +18,7 @@ A zero-shot config (configs/zero_shot/) takes the CLIP archive as CHECKPOINT and
 every pixel by text, so --classes sets the classes of the prediction panel too.
 """
 import argparse
+import sys
 
 from mmengine.config import DictAction
 
@@ -28,9 +32,9 @@ from denseclip.engine.cli import class_list, run_tool
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('image', help='image file')
     parser.add_argument('config', help='config file of the model')
     parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('image', help='image file')
     parser.add_argument('--out', required=True, help='PNG file to write')
     parser.add_argument(
         '--score-maps', nargs='*', metavar='CLASS',
@@ -59,6 +63,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings in the config, key=value pairs')
     args = parser.parse_args()
+    if args.checkpoint.endswith('.py') and not args.config.endswith('.py'):  # the old order
+        args.image, args.config, args.checkpoint = args.config, args.checkpoint, args.image
+        print('notice: tools/demo.py takes CONFIG CHECKPOINT IMAGE now, as every tool takes '
+              'CONFIG CHECKPOINT first; IMAGE CONFIG CHECKPOINT is understood for one more '
+              'release', file=sys.stderr)
     if not 0 < args.opacity <= 1:
         parser.error(f'--opacity must be in (0, 1], got {args.opacity}')
     if args.scale < 1:

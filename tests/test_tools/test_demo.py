@@ -162,3 +162,13 @@ def test_zero_shot_demo_predicts_the_asked_classes(clip_archive, image_path, tmp
     # the score maps are the logits over 100 (CLIP's logit scale)
     torch.testing.assert_close(result.score_maps * 100, asked.seg_logits.data, rtol=1e-4,
                                atol=1e-3)
+
+
+def test_config_and_checkpoint_come_first_and_the_old_order_still_works(
+        quickstart_checkpoint, image_path, tmp_path, capsys):
+    new, old = tmp_path / 'new.png', tmp_path / 'old.png'
+    run_demo(str(CONFIG), str(quickstart_checkpoint), str(image_path), '--out', str(new))
+    assert 'notice' not in capsys.readouterr().err
+    run_demo(str(image_path), str(CONFIG), str(quickstart_checkpoint), '--out', str(old))
+    assert 'notice: tools/demo.py takes CONFIG CHECKPOINT IMAGE now' in capsys.readouterr().err
+    assert new.read_bytes() == old.read_bytes()

@@ -187,7 +187,7 @@ def test_demo_on_a_file_that_is_not_an_image(run_tool, quickstart_checkpoint, co
     fake.write_bytes(content)
     out = tmp_path / 'out.png'
     out.write_bytes(b'an earlier picture')
-    proc = run_tool('demo.py', fake, QUICKSTART, quickstart_checkpoint, '--out', out,
+    proc = run_tool('demo.py', QUICKSTART, quickstart_checkpoint, fake, '--out', out,
                     cwd=tmp_path)
     assert_clear_failure(proc, f'{fake}: not a readable image')
     assert out.read_bytes() == b'an earlier picture'
@@ -195,10 +195,10 @@ def test_demo_on_a_file_that_is_not_an_image(run_tool, quickstart_checkpoint, co
 
 def test_demo_with_a_nan_checkpoint_and_repeated_classes(run_tool, image, nan_checkpoint,
                                                          tmp_path):
-    proc = run_tool('demo.py', image, QUICKSTART, nan_checkpoint, '--out', tmp_path / 'o.png',
+    proc = run_tool('demo.py', QUICKSTART, nan_checkpoint, image, '--out', tmp_path / 'o.png',
                     cwd=tmp_path)
     assert_clear_failure(proc, str(nan_checkpoint), 'NaN or Inf')
-    proc = run_tool('demo.py', image, QUICKSTART, nan_checkpoint, '--out', tmp_path / 'o.png',
+    proc = run_tool('demo.py', QUICKSTART, nan_checkpoint, image, '--out', tmp_path / 'o.png',
                     '--classes', 'grass, sky ,Grass', cwd=tmp_path)
     assert proc.returncode == 2  # argparse's status, before anything is loaded
     assert_clear_failure(proc, 'argument --classes', "'grass' at position 0, position 2")
@@ -207,7 +207,7 @@ def test_demo_with_a_nan_checkpoint_and_repeated_classes(run_tool, image, nan_ch
 def test_demo_on_a_device_this_machine_lacks(run_tool, image, quickstart_checkpoint, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('this machine has a CUDA device')  # the GPU machines run the rest
-    proc = run_tool('demo.py', image, QUICKSTART, quickstart_checkpoint, '--out',
+    proc = run_tool('demo.py', QUICKSTART, quickstart_checkpoint, image, '--out',
                     tmp_path / 'p.png', '--device', 'cuda:0', cwd=tmp_path)
     assert_clear_failure(proc, '--device cuda:0: this machine has no CUDA device')
     assert len(proc.output.strip().splitlines()) == 1
@@ -215,7 +215,7 @@ def test_demo_on_a_device_this_machine_lacks(run_tool, image, quickstart_checkpo
 
 def test_demo_out_into_an_unwritable_place(run_tool, image, quickstart_checkpoint,
                                            not_a_folder, tmp_path):
-    proc = run_tool('demo.py', image, QUICKSTART, quickstart_checkpoint, '--out',
+    proc = run_tool('demo.py', QUICKSTART, quickstart_checkpoint, image, '--out',
                     not_a_folder / 'p.png', cwd=tmp_path)
     assert_clear_failure(proc, '--out', str(not_a_folder))
 
