@@ -28,6 +28,7 @@ from mmseg.structures import SegDataSample
 from mmseg.visualization import SegLocalVisualizer
 
 from denseclip.clip.preprocess import read_image
+from denseclip.datasets import default_palette
 
 from .score_maps import predict_with_score_maps
 
@@ -58,12 +59,6 @@ class HeatMaps(NamedTuple):
     titles: Sequence[str]
     value_label: str = 'pixel-text cosine similarity'
     value_range: Optional[tuple[float, float]] = None  # None: min and max over all maps
-
-
-def default_palette(num_classes: int, seed: int = 0) -> list[list[int]]:
-    """Random but reproducible colours for checkpoints that carry no palette."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (num_classes, 3)).tolist()
 
 
 def draw_prediction(image_rgb: np.ndarray, data_sample: SegDataSample, classes: Sequence[str],

@@ -3,7 +3,7 @@
 (``tools/check_dataset.py``) lists every problem of every sample up front, and
 :func:`dataset_class_names` reads the class names a dataset config gives. Image-caption pairs
 for contrastive CLIP training: :class:`ImageTextDataset` and CLIP's crops as transforms."""
-from .class_names import dataset_class_names
+from .class_names import dataset_class_names, default_palette, fill_palette
 from .image_text import ImageTextDataset
 from .scan import DatasetReport, scan_dataset, scan_loaders
 from .synthetic import (generate_synthetic_ade20k, generate_synthetic_imagefolder,
@@ -14,6 +14,6 @@ from .validation import CheckedDataset, DataError, check_class_names, wrap_datas
 __all__ = [
     'CLIPRandomResizedCrop', 'CLIPResizeCenterCrop', 'CheckedDataset', 'DataError',
     'DatasetReport', 'ImageTextDataset', 'PackImageTextInputs', 'check_class_names',
-    'dataset_class_names', 'generate_synthetic_ade20k', 'generate_synthetic_imagefolder',
+    'dataset_class_names', 'default_palette', 'fill_palette', 'generate_synthetic_ade20k', 'generate_synthetic_imagefolder',
     'scan_dataset', 'scan_loaders', 'synthetic_metainfo', 'wrap_datasets'
 ]

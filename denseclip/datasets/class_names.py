@@ -1,4 +1,7 @@
-"""The class names a dataset config gives: its metainfo, or the defaults of its type."""
+"""The class names a dataset config gives (its metainfo, or the defaults of its type), and the
+one palette of classes that name no colours."""
+import colorsys
+
 from mmseg.registry import DATASETS
 
 from denseclip.clip import check_class_names
@@ -31,3 +34,44 @@ def dataset_class_names(dataset_cfg: dict, key: str = 'dataset') -> tuple[str, .
         raise KeyError(f'dataset {dataset_type!r} defines no classes; set model.class_names '
                          'or the dataset metainfo')
     return tuple(check_class_names(classes, f'{key} ({dataset_type}.METAINFO classes)'))
+
+
+def default_palette(num_classes: int) -> list[list[int]]:
+    """Fixed, well-separated RGB colours for classes that come without a palette.
+
+    Hues step by the golden ratio around the colour wheel (neighbouring classes get distant
+    hues), and brightness and saturation alternate over three levels, so that even many
+    classes stay apart. Every tool uses it (training's and testing's pictures, the demo,
+    folder inference, ONNX export), so a class has one colour everywhere.
+    """
+    palette = []
+    for index in range(num_classes):
+        hue = (index * 0.6180339887498949) % 1.0
+        value = (0.95, 0.75, 0.55)[index % 3]
+        saturation = (0.85, 0.6, 1.0)[(index // 3) % 3]
+        palette.append([round(channel * 255)
+                        for channel in colorsys.hsv_to_rgb(hue, saturation, value)])
+    return palette
+
+
+def fill_palette(dataset_cfg: dict) -> bool:
+    """Gives a dataset config whose ``metainfo`` names classes but no colours the
+    :func:`default_palette`; returns whether it did.
+
+    mmseg would draw random colours (seed 42: two classes can look alike) that no other tool
+    shares. Classes that are all among the dataset type's own keep the type's colours, which
+    mmseg picks for them. Wrappers (``RepeatDataset``, ...) are looked through.
+    """
+    while 'dataset' in dataset_cfg and 'metainfo' not in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    metainfo = dataset_cfg.get('metainfo') or {}
+    classes = metainfo.get('classes')
+    if not classes or metainfo.get('palette'):
+        return False
+    dataset_type = dataset_cfg.get('type')
+    dataset_cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
+    own = getattr(dataset_cls, 'METAINFO', {}) if dataset_cls is not None else {}
+    if own.get('palette') and set(classes) <= set(own.get('classes', ())):
+        return False
+    dataset_cfg['metainfo'] = dict(metainfo, palette=default_palette(len(classes)))
+    return True

@@ -32,7 +32,7 @@ from mmseg.models.utils import Upsample, resize
 from mmseg.registry import DATASETS
 from torch import nn
 
-from denseclip.apis.visualization import default_palette
+from denseclip.datasets import default_palette
 
 from .errors import ExportError, import_optional, require
 

@@ -4,7 +4,7 @@ images of one size to their labels and names and colours the classes.
 Two make one: :func:`torch_predictor` (a PyTorch model built by
 :func:`denseclip.apis.init_model`, which batches images of the same size) and
 :func:`ort_predictor` (an ONNX export run by ONNX Runtime, one image at a time). Classes without
-colours get :func:`denseclip.apis.visualization.default_palette`'s, as in the demo.
+colours get :func:`denseclip.datasets.default_palette`'s, as in every tool.
 """
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Optional
@@ -30,7 +30,7 @@ def _checked_palette(class_names: Sequence[str], palette: Optional[Sequence]) ->
         raise ValueError(f'{len(class_names)} classes do not fit a palette PNG (at most '
                          f'{MAX_PNG_CLASSES})')
     if palette is None or len(palette) != len(class_names):
-        from denseclip.apis.visualization import default_palette
+        from denseclip.datasets import default_palette
         palette = default_palette(len(class_names))
     return np.asarray(palette, dtype=np.uint8).reshape(len(class_names), 3)
 

@@ -16,10 +16,11 @@ from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 from torch import nn
 
-from denseclip.datasets import check_class_names, dataset_class_names, wrap_datasets
+from denseclip.datasets import (check_class_names, dataset_class_names, fill_palette,
+                                wrap_datasets)
 
 from . import safe_load
-from .checks import (check_keywords, check_numbers, check_option_keys, check_writable,
+from .checks import (LOADERS, check_keywords, check_numbers, check_option_keys, check_writable,
                      read_config)
 from .device import check_device
 from .dist import adapt_cfg_to_cpu, revert_sync_bn_cfg
@@ -81,7 +82,8 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
        arguments of every registered class are checked (:mod:`denseclip.engine.checks`).
     4. ``model.class_names`` left ``None`` is filled from the dataset metainfo
        (:func:`fill_class_names`); the names must be distinct, and with ``check_data`` match
-       every dataset's classes.
+       every dataset's classes. A dataset whose metainfo names classes but no colours gets
+       :func:`~denseclip.datasets.default_palette`, the one every tool uses.
     5. A ``CheckpointFitHook`` (added unless the config lists one) refuses a ``load_from`` or
        ``--resume`` checkpoint that does not fit the model; ``partial_load`` loads what fits of
        ``load_from``. A ``WorkDirLockHook`` keeps a second training run out of the work dir.
@@ -130,6 +132,9 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
     check_numbers(cfg)
     check_keywords(cfg)
     fill_class_names(cfg)
+    for key in LOADERS:  # one palette everywhere for classes that name no colours
+        if (cfg.get(key) or {}).get('dataset'):
+            fill_palette(cfg[key]['dataset'])
     if check_data:
         check_class_names(cfg)
     safe_load.require_checkpoint_fit(cfg, partial=partial_load)
