@@ -203,7 +203,7 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     try:
         with open(path, encoding='utf-8') as f:
             lines = [(number, line.strip()) for number, line in enumerate(f, start=1)
-                     if line.strip() and not line.startswith('#')]
+                     if line.strip() and not line.strip().startswith('#')]
     except UnicodeDecodeError as err:
         raise ValueError(f'class names file {path!r} is not UTF-8 text ({err.reason} at byte '
                          f'{err.start})') from None

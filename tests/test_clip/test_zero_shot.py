@@ -132,7 +132,7 @@ def test_read_templates(tmp_path):
 
 def test_read_class_names(tmp_path):
     path = tmp_path / 'classes.txt'
-    path.write_text('cat\n# a comment\n\ntraffic light\n')
+    path.write_text('cat\n# a comment\n  # an indented one\n\ntraffic light\n')
     assert read_class_names(path) == ['cat', 'traffic light']
     path.write_text('cat\ndog\ncat\n')
     with pytest.raises(ValueError, match=r"more than once .*'cat' at line 1, line 3"):
