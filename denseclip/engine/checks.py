@@ -35,41 +35,36 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number_checks(cfg: Mapping) -> Iterator[tuple[str, Any, str]]:
-    """``(key, value, expected)`` of every number the run needs in a range."""
+#: What a number must be: (the words of the error, the test).
+POSITIVE = ('an integer >= 1', lambda value: _integer(value) and value >= 1)
+NON_NEGATIVE = ('an integer >= 0', lambda value: _integer(value) and value >= 0)
+SEED = ('an integer in [0, 2**32) or None',
+        lambda value: value is None or _integer(value) and 0 <= value < 2**32)
+INTERVAL_OR_OFF = ('an integer >= 1 (or -1: no periodic checkpoints)',
+                   lambda value: value == -1 or POSITIVE[1](value))
+
+
+def _number_checks(cfg: Mapping) -> Iterator[tuple[str, Any, tuple]]:
+    """``(key, value, (expected, test))`` of every number the run needs in a range."""
     for key in LOADERS:
         loader = cfg.get(key) or {}
-        yield f'{key}.batch_size', loader.get('batch_size', 1), 'an integer >= 1'
-        yield f'{key}.num_workers', loader.get('num_workers', 0), 'an integer >= 0'
+        yield f'{key}.batch_size', loader.get('batch_size', 1), POSITIVE
+        yield f'{key}.num_workers', loader.get('num_workers', 0), NON_NEGATIVE
     train = cfg.get('train_cfg') or {}
     for name in ('max_iters', 'max_epochs', 'val_interval', 'val_begin'):
         if name in train:
             yield (f'train_cfg.{name}', train[name],
-                   'an integer >= 0' if name == 'val_begin' else 'an integer >= 1')
+                   NON_NEGATIVE if name == 'val_begin' else POSITIVE)
     hooks = cfg.get('default_hooks') or {}
     if 'interval' in (hooks.get('logger') or {}):
-        yield 'default_hooks.logger.interval', hooks['logger']['interval'], 'an integer >= 1'
-    checkpoint = hooks.get('checkpoint') or {}
-    if checkpoint.get('interval', -1) != -1:
-        yield ('default_hooks.checkpoint.interval', checkpoint['interval'],
-               'an integer >= 1 (or -1: no periodic checkpoints)')
-    wrapper = cfg.get('optim_wrapper') or {}
-    if 'accumulative_counts' in wrapper:
-        yield 'optim_wrapper.accumulative_counts', wrapper['accumulative_counts'], \
-            'an integer >= 1'
-    seed = (cfg.get('randomness') or {}).get('seed')
-    if seed is not None:
-        yield 'randomness.seed', seed, 'an integer in [0, 2**32) or None'
-
-
-def _fits(value: Any, expected: str) -> bool:
-    if expected.startswith('an integer in [0, 2**32)'):
-        return _integer(value) and 0 <= value < 2**32
-    if not _integer(value):
-        return False
-    if expected.endswith('(or -1: no periodic checkpoints)'):
-        return value >= 1
-    return value >= (0 if '>= 0' in expected else 1)
+        yield 'default_hooks.logger.interval', hooks['logger']['interval'], POSITIVE
+    if 'interval' in (hooks.get('checkpoint') or {}):
+        yield 'default_hooks.checkpoint.interval', hooks['checkpoint']['interval'], \
+            INTERVAL_OR_OFF
+    if 'accumulative_counts' in (cfg.get('optim_wrapper') or {}):
+        yield ('optim_wrapper.accumulative_counts',
+               cfg['optim_wrapper']['accumulative_counts'], POSITIVE)
+    yield 'randomness.seed', (cfg.get('randomness') or {}).get('seed'), SEED
 
 
 def check_numbers(cfg: Mapping) -> None:
@@ -79,14 +74,20 @@ def check_numbers(cfg: Mapping) -> None:
     Raises:
         ConfigError: naming the first key out of range, its value and what was expected.
     """
-    for key, value, expected in _number_checks(cfg):
-        if not _fits(value, expected):
+    for key, value, (expected, fits) in _number_checks(cfg):
+        if not fits(value):
             raise ConfigError(f'{key}={value!r}: expected {expected}')
     optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
     lr = optimizer.get('lr') if isinstance(optimizer, Mapping) else None
     if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool)
                            or not math.isfinite(lr) or lr < 0):
         raise ConfigError(f'optim_wrapper.optimizer.lr={lr!r}: expected a finite number >= 0')
+
+
+def _did_you_mean(word: str, choices) -> str:
+    """``"; did you mean 'a' or 'b'?"`` for the closest of ``choices``, else ``''``."""
+    close = difflib.get_close_matches(word, sorted(choices), n=2)
+    return f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
 
 
 # ----------------------------------------------------------------------------- the file and keys
@@ -126,10 +127,8 @@ def check_option_keys(cfg: Mapping, options: Mapping) -> None:
     for option in options:
         top = option.split('.', 1)[0]
         if top not in known:
-            close = difflib.get_close_matches(top, sorted(known), n=2)
-            guess = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
             raise ConfigError(f'--cfg-options {option}: the config has no key {top!r} and the '
-                              f'runner reads none{guess}')
+                              f'runner reads none{_did_you_mean(top, known)}')
 
 
 # ----------------------------------------------------------------------------- keywords
@@ -231,10 +230,8 @@ def check_keywords(cfg: Mapping) -> None:
     for loader in LOADERS:
         unknown = sorted(set(cfg.get(loader) or {}) - LOADER_KEYS)
         if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(LOADER_KEYS), n=2)
-            guess = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
             raise ConfigError(f'{loader}.{unknown[0]}: a data loader takes no argument '
-                              f'{unknown[0]!r}{guess}')
+                              f'{unknown[0]!r}{_did_you_mean(unknown[0], LOADER_KEYS)}')
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmseg'):
         for root, node, registry in _config_roots(cfg):
             for key, typed, reg in _typed_dicts(node, root, registry):
@@ -245,12 +242,10 @@ def check_keywords(cfg: Mapping) -> None:
                 unknown = [name for name in typed if name not in accepted
                            and name not in ('type', '_scope_', *BUILDER_KEYS.get(reg, ()))]
                 if unknown:
-                    close = difflib.get_close_matches(unknown[0], sorted(accepted), n=2)
-                    guess = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
                     raise ConfigError(
                         f'{key}.{unknown[0]}: {cls.__name__} takes no argument '
-                        f'{unknown[0]!r}{guess} Its arguments are: '
-                        f'{", ".join(sorted(accepted))}.')
+                        f'{unknown[0]!r}{_did_you_mean(unknown[0], accepted)} Its arguments '
+                        f'are: {", ".join(sorted(accepted))}.')
 
 
 # ----------------------------------------------------------------------------- output folders
