@@ -14,6 +14,7 @@ from .validation import CheckedDataset, DataError, check_class_names, wrap_datas
 __all__ = [
     'CLIPRandomResizedCrop', 'CLIPResizeCenterCrop', 'CheckedDataset', 'DataError',
     'DatasetReport', 'ImageTextDataset', 'PackImageTextInputs', 'check_class_names',
-    'dataset_class_names', 'default_palette', 'fill_palette', 'generate_synthetic_ade20k', 'generate_synthetic_imagefolder',
-    'scan_dataset', 'scan_loaders', 'synthetic_metainfo', 'wrap_datasets'
+    'dataset_class_names', 'default_palette', 'fill_palette', 'generate_synthetic_ade20k',
+    'generate_synthetic_imagefolder', 'scan_dataset', 'scan_loaders', 'synthetic_metainfo',
+    'wrap_datasets'
 ]

@@ -7,6 +7,20 @@ from mmseg.registry import DATASETS
 from denseclip.clip import check_class_names
 
 
+def _innermost(dataset_cfg: dict, key: str) -> tuple[dict, str]:
+    """The dataset config inside wrappers (``RepeatDataset``, ...) that hold a ``dataset``
+    without their own ``metainfo``, and its config key."""
+    while 'dataset' in dataset_cfg and 'metainfo' not in dataset_cfg:
+        dataset_cfg, key = dataset_cfg['dataset'], f'{key}.dataset'
+    return dataset_cfg, key
+
+
+def _dataset_class(dataset_cfg: dict):
+    """The registered class of a dataset config, or None."""
+    kind = dataset_cfg.get('type')
+    return DATASETS.get(kind) if isinstance(kind, str) else kind
+
+
 def dataset_class_names(dataset_cfg: dict, key: str = 'dataset') -> tuple[str, ...]:
     """The class names a dataset config will use: its ``metainfo`` or its type's defaults.
 
@@ -19,13 +33,12 @@ def dataset_class_names(dataset_cfg: dict, key: str = 'dataset') -> tuple[str, .
             classes.
         ValueError, TypeError: the names are malformed or repeated.
     """
-    while 'dataset' in dataset_cfg and 'metainfo' not in dataset_cfg:
-        dataset_cfg, key = dataset_cfg['dataset'], f'{key}.dataset'
+    dataset_cfg, key = _innermost(dataset_cfg, key)
     metainfo = dataset_cfg.get('metainfo') or {}
     if metainfo.get('classes'):
         return tuple(check_class_names(metainfo['classes'], f'{key}.metainfo.classes'))
     dataset_type = dataset_cfg.get('type')
-    dataset_cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
+    dataset_cls = _dataset_class(dataset_cfg)
     if dataset_cls is None:
         raise KeyError(f'dataset type {dataset_type!r} is not registered in mmseg; cannot take '
                        'class names from it (set model.class_names)')
@@ -62,15 +75,12 @@ def fill_palette(dataset_cfg: dict) -> bool:
     shares. Classes that are all among the dataset type's own keep the type's colours, which
     mmseg picks for them. Wrappers (``RepeatDataset``, ...) are looked through.
     """
-    while 'dataset' in dataset_cfg and 'metainfo' not in dataset_cfg:
-        dataset_cfg = dataset_cfg['dataset']
+    dataset_cfg, _ = _innermost(dataset_cfg, 'dataset')
     metainfo = dataset_cfg.get('metainfo') or {}
     classes = metainfo.get('classes')
     if not classes or metainfo.get('palette'):
         return False
-    dataset_type = dataset_cfg.get('type')
-    dataset_cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
-    own = getattr(dataset_cls, 'METAINFO', {}) if dataset_cls is not None else {}
+    own = getattr(_dataset_class(dataset_cfg), 'METAINFO', {})
     if own.get('palette') and set(classes) <= set(own.get('classes', ())):
         return False
     dataset_cfg['metainfo'] = dict(metainfo, palette=default_palette(len(classes)))
