@@ -137,7 +137,7 @@ def prepare_config(config: Union[str, os.PathLike, Config, ConfigDict],
             fill_palette(cfg[key]['dataset'])
     if check_data:
         check_class_names(cfg)
-    safe_load.require_checkpoint_fit(cfg, partial=partial_load)
+    add_hook(cfg, safe_load.CheckpointFitHook, **({'partial': True} if partial_load else {}))
     add_hook(cfg, WorkDirLockHook)
     if tta:
         use_tta(cfg)
@@ -163,14 +163,21 @@ def _prepare_runner(cfg: Config, work_dir: Optional[str]) -> None:
     adapt_cfg_to_cpu(cfg)
 
 
-def add_hook(cfg: Config, hook_class: type, **kwargs) -> None:
-    """Appends ``dict(type=hook_class.__name__, **kwargs)`` to ``cfg.custom_hooks`` unless the
-    config lists a hook of that type already."""
+def add_hook(cfg: Config, hook_class: type, **settings) -> None:
+    """Appends ``dict(type=hook_class.__name__, **settings)`` to ``cfg.custom_hooks``, or, if
+    the config lists a hook of that type already (a dict or a built hook), gives it
+    ``settings``."""
     hooks = list(cfg.get('custom_hooks') or [])
     name = hook_class.__name__
-    if not any(isinstance(hook, hook_class) or isinstance(hook, dict)
-               and hook.get('type') in (name, hook_class) for hook in hooks):
-        hooks.append(dict(type=name, **kwargs))
+    listed = next((hook for hook in hooks if isinstance(hook, hook_class) or isinstance(
+        hook, dict) and hook.get('type') in (name, hook_class)), None)
+    if listed is None:
+        hooks.append(dict(type=name, **settings))
+    elif isinstance(listed, dict):
+        listed.update(settings)
+    else:
+        for key, value in settings.items():
+            setattr(listed, key, value)
     cfg.custom_hooks = hooks
 
 

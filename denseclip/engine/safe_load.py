@@ -35,7 +35,6 @@ from typing import Any, Optional
 from urllib.parse import urlparse
 
 import torch
-from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
@@ -216,7 +215,7 @@ class CheckpointFitHook(Hook):
     mmengine's ``Runner.load_checkpoint`` (``load_from``, ``--resume``, the CHECKPOINT of
     ``tools/test.py``) loads non-strictly. This hook checks what the runner read before it is
     loaded (mmengine's ``after_load_checkpoint``), with :func:`fit_checkpoint`.
-    ``tools/train.py`` and ``tools/test.py`` add it (:func:`require_checkpoint_fit`).
+    :func:`denseclip.engine.config.prepare_config` adds it for every entry point.
 
     Args:
         partial: Load what fits (fine-tuning from a checkpoint with another head). Never
@@ -233,21 +232,3 @@ class CheckpointFitHook(Hook):
         fit_checkpoint(runner.model, checkpoint, f'checkpoint {runner.cfg.get("load_from")!r}',
                        partial)
 
-
-def require_checkpoint_fit(cfg: Config, partial: bool = False) -> None:
-    """Adds :class:`CheckpointFitHook` to ``cfg.custom_hooks`` unless the config has one.
-
-    Args:
-        cfg: The config, changed in place.
-        partial: Allow a partial load of ``load_from`` (``tools/train.py --partial-load``).
-    """
-    hooks = list(cfg.get('custom_hooks') or [])
-    ours = [hook for hook in hooks if isinstance(hook, CheckpointFitHook) or isinstance(
-        hook, dict) and hook.get('type') in ('CheckpointFitHook', CheckpointFitHook)]
-    if not ours:
-        hooks.append(dict(type='CheckpointFitHook', partial=partial))
-    elif partial and isinstance(ours[0], dict):
-        ours[0]['partial'] = True
-    elif partial:
-        ours[0].partial = True
-    cfg.custom_hooks = hooks
