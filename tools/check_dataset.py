@@ -12,10 +12,11 @@ import argparse
 import os
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 
 from denseclip.datasets import check_class_names, scan_loaders
+from denseclip.engine.checks import check_keywords, check_numbers, check_option_keys, read_config
 from denseclip.engine.cli import run_tool
 from denseclip.engine.config import fill_class_names
 from denseclip.models.derive import check_names_fit
@@ -34,10 +35,7 @@ def parse_args() -> argparse.Namespace:
         action=DictAction,
         help='override settings in the config, key=value pairs such as '
         'train_dataloader.dataset.data_root=DIR (no white space)')
-    args = parser.parse_args()
-    if not os.path.isfile(args.config):
-        parser.error(f'config {args.config!r} does not exist')
-    return args
+    return parser.parse_args()
 
 
 def report_progress(key: str, done: int, total: int) -> None:
@@ -49,9 +47,12 @@ def report_progress(key: str, done: int, total: int) -> None:
 def main() -> int:
     """Scan the datasets, print the summary; returns the exit status."""
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)  # the config checks of every entry point
     if args.cfg_options is not None:
+        check_option_keys(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    check_numbers(cfg)
+    check_keywords(cfg)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
 
     config_problems = []

@@ -290,6 +290,13 @@ def test_check_dataset_refuses_repeated_class_names(run_tool, data_options, tmp_
     assert 'no problems found' not in proc.output
 
 
+def test_check_dataset_makes_the_config_checks_of_every_tool(run_tool, data_options, tmp_path):
+    proc = run_tool('check_dataset.py', QUICKSTART, *data_options,
+                    'val_dataloader.dataset.pipeline.2.reduce_zero_lable=True', cwd=tmp_path)
+    assert_clear_failure(proc, 'val_dataloader.dataset.pipeline[2].reduce_zero_lable',
+                         "did you mean 'reduce_zero_label'")
+
+
 # ----------------------------------------------------------------------------- dist_train
 def test_dist_train_with_its_port_in_use(tmp_path):
     with socket.socket() as taken:
